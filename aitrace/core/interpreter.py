@@ -1,0 +1,44 @@
+"""The reference interpreter: evaluates a Graph with the primitives' numpy implementations."""
+from __future__ import annotations
+
+import numpy as np
+import sympy
+
+from . import shapes
+from .ir import Graph, Literal
+
+
+def bind_symbols(graph: Graph, args) -> dict:
+    """Sizes of the graph's symbolic dims, read off the runtime arguments' shapes."""
+    env: dict = {}
+    for v, a in zip(graph.invars, args):
+        for d, n in zip(v.aval.shape, np.shape(a)):
+            if isinstance(d, sympy.Symbol):
+                env.setdefault(d, n)
+    return env
+
+
+def substitute(value, env: dict):
+    """Params with symbolic dims made concrete for one call."""
+    if isinstance(value, sympy.Basic):
+        return shapes.evaluate(value, env)
+    if isinstance(value, tuple):
+        return tuple(substitute(x, env) for x in value)
+    return value
+
+
+def eval_graph(graph: Graph, args, env: dict | None = None) -> list:
+    env = bind_symbols(graph, args) if env is None else env
+    values = dict(zip(graph.constvars, graph.consts))
+    values.update(zip(graph.invars, args))
+
+    def read(a):
+        return a.value if isinstance(a, Literal) else values[a]
+
+    for e in graph.eqns:
+        params = {k: substitute(v, env) for k, v in e.params.items()} if env else e.params
+        out = e.prim.impl(*map(read, e.invars), **params)
+        outs = out if e.prim.multiple_results else (out,)
+        for v, o in zip(e.outvars, outs):
+            values[v] = np.asarray(o, dtype=v.aval.dtype)
+    return [values[v] for v in graph.outvars]

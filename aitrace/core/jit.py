@@ -1,0 +1,135 @@
+"""`ait.jit`: trace once per abstract signature, lower and build with a backend, call natively.
+
+A signature is (pytree structure, avals of the array leaves, static arguments); `dynamic` makes
+chosen axes symbolic, so one trace and one build serve every size within the Dims' bounds.
+"""
+from __future__ import annotations
+
+import functools
+import numbers
+from typing import Callable
+
+from . import pytree
+from .ir import Graph, ShapeDtype
+from .shapes import Dim
+from .tracing import abstractify, trace_to_graph
+
+
+class Lowered:
+    """One signature of a jitted function: the graph after passes and the backend's source."""
+
+    def __init__(self, backend, graph: Graph, out_tree: pytree.TreeDef, bounds: dict):
+        self.backend, self.graph, self.out_tree, self.bounds = backend, graph, out_tree, bounds
+        self.source_obj = backend.lower(graph)
+        self._path, self._run = None, None
+
+    @property
+    def source(self) -> str | None:
+        """The generated code text (None for the reference backend, which runs the graph)."""
+        return self.source_obj.text
+
+    def build(self):
+        """Compile the source; returns the shared library's path (None for `reference`)."""
+        if self._path is None:
+            self._path = self.backend.build(self.source_obj)
+        return self._path
+
+    def compile(self) -> Callable:
+        if self._run is None:
+            self._run = self.backend.load(self.source_obj, self.build())
+        return self._run
+
+
+class Jitted:
+    def __init__(self, fn: Callable, backend=None, dynamic=None, static_argnums=(), passes=None):
+        from .. import backends
+        self.fn = fn
+        self.backend = backends.get(backend)
+        self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+        self.dynamic = {int(k): dict(v) for k, v in (dynamic or {}).items()}
+        for argnum, axes in self.dynamic.items():
+            if argnum in self.static_argnums:
+                raise ValueError(f"jit: argument {argnum} is both static and dynamic")
+            for axis, d in axes.items():
+                if not isinstance(d, Dim):
+                    raise TypeError(f"jit: dynamic[{argnum}][{axis}] must be an ait.Dim, got {d!r}")
+        self.passes = passes
+        self._cache: dict = {}
+        functools.update_wrapper(self, fn, updated=())
+
+    def _signature(self, args):
+        """(cache key, traced args, their avals, dims to check at call) for these arguments."""
+        for i in self.static_argnums:
+            if i >= len(args):
+                raise TypeError(f"jit: static_argnums names argument {i} but only {len(args)} given")
+        static = tuple((i, args[i]) for i in self.static_argnums)
+        dyn = [(i, a) for i, a in enumerate(args) if i not in self.static_argnums]
+        avals, checks = [], []
+        for i, a in dyn:
+            leaves, _ = pytree.flatten(a)
+            if i in self.dynamic:
+                if len(leaves) != 1 or isinstance(a, (tuple, list, dict)):
+                    raise TypeError(f"jit: dynamic axes need argument {i} to be one array")
+                aval = abstractify(a, f"argument {i}")
+                shape = list(aval.shape)
+                for axis, d in self.dynamic[i].items():
+                    if not isinstance(axis, numbers.Integral) or not -len(shape) <= axis < len(shape):
+                        raise ValueError(f"jit: argument {i} has rank {len(shape)}, no axis {axis} "
+                                         f"for Dim {d.name!r}")
+                    checks.append((i, axis % len(shape), d))
+                    shape[axis] = d
+                avals.append(ShapeDtype(tuple(shape), aval.dtype))
+            else:
+                avals.extend(abstractify(x, f"argument {i}") for x in leaves)
+        _, treedef = pytree.flatten(tuple(a for _, a in dyn))
+        try:
+            key = (treedef, tuple(avals), static)
+            hash(key)
+        except TypeError as e:
+            raise TypeError(f"jit: static arguments must be hashable: {e}") from None
+        return key, [a for _, a in dyn], avals, checks
+
+    @staticmethod
+    def _check_bounds(args, checks):
+        sizes: dict = {}
+        for i, axis, d in checks:
+            n = args[i].shape[axis]
+            if n < d.min or (d.max is not None and n > d.max):
+                raise ValueError(f"argument {i} axis {axis}: size {n} is outside the bounds "
+                                 f"{d.bounds_str()} of Dim {d.name!r}")
+            if sizes.setdefault(d, (n, i, axis))[0] != n:
+                n0, i0, a0 = sizes[d]
+                raise ValueError(f"argument {i} axis {axis}: size {n} differs from {n0} at "
+                                 f"argument {i0} axis {a0}, which share Dim {d.name!r}")
+
+    def lower(self, *args) -> Lowered:
+        """Trace, run the passes and lower for these arguments (arrays or ShapeDtype)."""
+        key, dyn_args, avals, checks = self._signature(args)
+        if key not in self._cache:
+            static = dict(key[2])
+
+            def with_static(*dyn):
+                it = iter(dyn)
+                return self.fn(*[static[i] if i in static else next(it)
+                                 for i in range(len(dyn) + len(static))])
+            graph, out_tree = trace_to_graph(with_static, dyn_args, avals)
+            from ..passes import run_pipeline
+            graph = run_pipeline(graph, self.passes)
+            self._cache[key] = Lowered(self.backend, graph, out_tree, checks)
+        return self._cache[key]
+
+    def __call__(self, *args):
+        low = self.lower(*args)
+        dyn = [a for i, a in enumerate(args) if i not in self.static_argnums]
+        self._check_bounds(args, low.bounds)
+        leaves, _ = pytree.flatten(tuple(dyn))
+        return pytree.unflatten(low.out_tree, low.compile()(*leaves))
+
+
+def jit(fn: Callable | None = None, *, backend: str | None = None, dynamic=None,
+        static_argnums=(), passes=None):
+    """Compile `fn` for the backend (default: cuda/hip where present, else cpu); usable bare
+    (`@ait.jit`) or with options (`@ait.jit(backend="cpu")`)."""
+    if fn is None:
+        return lambda f: Jitted(f, backend, dynamic, static_argnums, passes)
+    return Jitted(fn, backend, dynamic, static_argnums, passes)
