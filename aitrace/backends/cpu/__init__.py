@@ -1,0 +1,83 @@
+"""The `cpu` backend: C++17 with OpenMP, compiled by the system compiler into one shared
+library per graph, called through the shared cffi runtime."""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+from ...runtime import cache
+from ...runtime.library import Library
+from ...runtime.progress import progress
+from ..base import Backend, Source, register
+from ..lowering import load_lowerings
+from .codegen import generate
+
+INCLUDE = Path(__file__).parent / "include"
+load_lowerings(__name__, __path__)
+
+
+def compiler() -> str:
+    """`AITRACE_CXX`, else `CXX`, else g++ (clang++ works too)."""
+    return os.environ.get("AITRACE_CXX") or os.environ.get("CXX") or "g++"
+
+
+@lru_cache(maxsize=None)
+def compiler_identity(cxx: str) -> str:
+    out = subprocess.run([cxx, "--version"], capture_output=True, text=True)
+    return out.stdout.splitlines()[0] if out.returncode == 0 and out.stdout else cxx
+
+
+def flags() -> list[str]:
+    f = ["-std=c++17", "-O3", "-march=native", "-fopenmp", "-fPIC", "-shared",
+         "-fno-math-errno", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas"]
+    if os.environ.get("AITRACE_SANITIZE"):  # tests: AddressSanitizer + UBSan over generated code
+        f += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
+    return f + shlex.split(os.environ.get("AITRACE_CXXFLAGS", ""))
+
+
+@lru_cache(maxsize=None)
+def headers_digest() -> str:
+    return cache.key_of(*(p.read_text() for p in sorted(INCLUDE.rglob("*.h"))))
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+@register
+class CpuBackend(Backend):
+    name = "cpu"
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return shutil.which(compiler()) is not None
+
+    def lower(self, graph, **options) -> Source:
+        return generate(graph, "cpu")
+
+    def build(self, source: Source) -> Path:
+        cxx, fl = compiler(), flags()
+        key = cache.key_of(source.text, compiler_identity(cxx), " ".join(fl), headers_digest())
+
+        def build(out: Path):
+            src = out.with_suffix(".cpp")
+            src.write_text(source.text)
+            cmd = [cxx, *fl, f"-I{INCLUDE}", str(src), "-o", str(out)]
+            try:
+                res = subprocess.run(cmd, capture_output=True, text=True)
+            finally:
+                src.unlink(missing_ok=True)
+            if res.returncode != 0:
+                raise BuildError(f"C++ compile failed ({' '.join(cmd)}):\n{res.stderr[-4000:]}")
+
+        n = len(source.info.get("kernels", ()))
+        with progress(f"compiling {n} kernels for the cpu"):
+            return cache.cached_build("cpu", key, build, files={"model.cpp": source.text})
+
+    def load(self, source: Source, path) -> Library:
+        g = source.graph
+        return Library(path, g.consts, [v.aval for v in g.invars], [v.aval for v in g.outvars])

@@ -1,0 +1,152 @@
+"""Graph -> one C++ translation unit: kernels (from the registered lowerings) and the C ABI."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from ...core import shapes
+from ...core.ir import Eqn, Graph, GraphPrinter, Literal, Var
+from ...passes.memory_plan import plan_memory
+from ..base import Source
+from ..cemit import Dialect, dim_expr
+from ..lowering import LOWERINGS, Kernel
+from ..lowering import broadcast_strides  # noqa: F401  (re-exported for lowerings)
+
+TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                               trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                               undefined=jinja2.StrictUndefined)
+VIEW_PRIMS = frozenset({"reshape"})  # no kernel: the output is the input's storage
+DL_CODES = {"f16": (2, 16), "bf16": (4, 16), "f32": (2, 32), "i32": (0, 32), "i64": (0, 64), "bool": (6, 8)}
+
+
+class Ctx:
+    """What a lowering sees: C names and types of values, dims as C expressions, templates."""
+
+    def __init__(self, backend: str, graph: Graph, dialect: Dialect):
+        self.backend, self.graph, self.dialect = backend, graph, dialect
+        self.printer = GraphPrinter()
+        self.graph_text = self.printer.graph(graph)
+        self.symbols = sorted({s for v in graph.invars for s in shapes.symbols(v.aval.shape)}, key=str)
+        self.includes: set[str] = set()
+
+    def name(self, atom) -> str:
+        return "v_" + self.printer.name(atom)
+
+    def storage(self, atom) -> str:
+        return self.dialect.storage(atom.aval.dtype)
+
+    def compute(self, atom) -> str:
+        return self.dialect.compute(atom.aval.dtype)
+
+    def dim(self, d) -> str:
+        return dim_expr(d)
+
+    def eqn_text(self, e: Eqn) -> str:
+        outs = " ".join(self.printer.binder(v) for v in e.outvars)
+        params = " ".join(f"{k}={self.printer.param(v, 0)}" for k, v in e.params.items()
+                          if not hasattr(v, "eqns"))
+        args = " ".join(self.printer.name(a) for a in e.invars)
+        return f"{outs} = {e.prim.name}{f'[{params}]' if params else ''} {args}".replace("\n", " ")
+
+    def symbol_preamble(self) -> str:
+        """Declarations of the dynamic dims inside a kernel (which receives `dims`)."""
+        return "".join(f"  const int64_t {s} = dims[{i}]; (void){s};\n" for i, s in enumerate(self.symbols))
+
+    def render(self, template: str, **kw) -> str:
+        return TEMPLATES.get_template(template).render(ctx=self, **kw)
+
+    def signature(self, kname: str, e: Eqn, extra_params: str = "") -> str:
+        """`static void kname(const T* __restrict in..., T* __restrict out..., dims)`."""
+        ps = [f"const {self.storage(a)}* __restrict {self.name(a)}" for a in _unique_vars(e.invars)]
+        ps += [f"{self.storage(v)}* __restrict {self.name(v)}" for v in e.outvars]
+        return f"static void {kname}({', '.join(ps + ([extra_params] if extra_params else []) + ['const int64_t* dims'])})"
+
+    def call(self, kname: str, e: Eqn) -> str:
+        args = [self.name(a) for a in _unique_vars(e.invars)] + [self.name(v) for v in e.outvars]
+        return f"{kname}({', '.join(args + ['dims'])});"
+
+
+def _unique_vars(atoms):
+    seen, out = set(), []
+    for a in atoms:
+        if isinstance(a, Var) and a not in seen:
+            seen.add(a)
+            out.append(a)
+    return out
+
+
+def _input_checks(ctx: Ctx) -> list[str]:
+    lines, bound = [], set()
+    for group, atoms in (("argument", ctx.graph.invars), ("output", ctx.graph.outvars)):
+        arr = "in" if group == "argument" else "out"
+        for i, v in enumerate(atoms):
+            code, bits = DL_CODES[str(v.aval).split("[")[0]]
+            exp = str(v.aval)
+            lines.append(f'if (ait::check_tensor({arr}[{i}], "{group}", {i}, {code}, {bits}, {v.aval.ndim}, "{exp}")) return 1;')
+            for axis, d in enumerate(v.aval.shape):
+                if not isinstance(d, int) and d.is_Symbol and d not in bound:
+                    bound.add(d)
+                    lo, hi = getattr(d, "min", 1), getattr(d, "max", None)
+                    cond = f"{d} < {lo}" + (f" || {d} > {hi}" if hi is not None else "")
+                    lines.append(f"const int64_t {d} = {arr}[{i}].shape[{axis}];")
+                    lines.append(f'if ({cond}) return ait::fail("{group} {i}: size %lld on axis {axis} is '
+                                 f'outside the bounds [{lo}, {hi if hi is not None else "inf"}] of Dim {d}", '
+                                 f'(long long){d});')
+                elif isinstance(d, int) or d.free_symbols <= bound:
+                    lines.append(f'if (ait::check_dim({arr}[{i}], "{group}", {i}, {axis}, {dim_expr(d)}, '
+                                 f'"{exp}")) return 1;')
+    return lines
+
+
+def generate(graph: Graph, backend: str = "cpu", dialect: Dialect | None = None) -> Source:
+    ctx = Ctx(backend, graph, dialect or Dialect())
+    plan = plan_memory(graph, VIEW_PRIMS)
+    table = LOWERINGS.get(backend, {})
+    pointers, kernels, copies = [], [], []
+    for i, v in enumerate(graph.invars):
+        pointers.append(f"const {ctx.storage(v)}* {ctx.name(v)} = ait::tensor_data<const {ctx.storage(v)}>(in[{i}]);")
+    for i, v in enumerate(graph.constvars):
+        pointers.append(f"const {ctx.storage(v)}* {ctx.name(v)} = static_cast<const {ctx.storage(v)}*>(ctx->model->consts[{i}]);")
+    # an output computed by a kernel is written in place; one that is an input, a constant, a
+    # view or a repeat of another output is copied at the end
+    written = {}
+    for i, v in enumerate(graph.outvars):
+        if v in written or v in graph.invars or v in graph.constvars or plan.root.get(v, v) is not v:
+            copies.append(f"std::memcpy(ait::tensor_data<void>(out[{i}]), {ctx.name(v)}, "
+                          f"size_t({dim_expr(v.aval.size)}) * sizeof({ctx.storage(v)}));")
+        else:
+            written[v] = i
+    for i, e in enumerate(graph.eqns):
+        for v in e.outvars:
+            root = plan.root.get(v, v)
+            t = ctx.storage(v)
+            if v in written:
+                pointers.append(f"{t}* {ctx.name(v)} = ait::tensor_data<{t}>(out[{written[v]}]);")
+            elif root is not v:
+                const = "const " if root in graph.invars or root in graph.constvars else ""
+                src = ctx.name(e.invars[0])
+                pointers.append(f"{const}{t}* {ctx.name(v)} = reinterpret_cast<{const}{t}*>({src});")
+            else:
+                pointers.append(f"{t}* {ctx.name(v)} = reinterpret_cast<{t}*>(arena + {dim_expr(plan.offsets[v])});")
+        if e.prim.name in VIEW_PRIMS:
+            continue
+        if e.prim.name not in table:
+            raise NotImplementedError(f"the {backend} backend has no lowering for {e.prim.name!r} "
+                                      f"(in: {ctx.eqn_text(e)})")
+        k: Kernel = table[e.prim.name](ctx, e, f"k{i}_{e.prim.name}")
+        k.comment = k.comment or ctx.eqn_text(e)
+        ctx.includes.update(k.includes)
+        kernels.append(k)
+    text = ctx.render("model.cpp.j2", backend=backend, graph_text=ctx.graph_text, kernels=kernels,
+                      includes=sorted(ctx.includes), inputs=graph.invars, outputs=graph.outvars,
+                      checks=_input_checks(ctx), dim_values=[str(s) for s in ctx.symbols],
+                      arena_bytes=dim_expr(plan.arena_bytes), pointers=pointers, copies=copies,
+                      const_bytes=[str(np.asarray(c).nbytes) for c in graph.consts])
+    return Source(graph, text, info={"arena_bytes": plan.arena_bytes, "plan": plan,
+                                     "kernels": [k.name for k in kernels]})
+
+
+def literal(ctx: Ctx, lit: Literal) -> str:
+    return ctx.dialect.literal(lit.value, lit.aval.dtype)

@@ -1,0 +1,57 @@
+"""CPU lowering of elementwise primitives: one flat, vectorizable loop per kernel, with numpy
+broadcasting folded into per-operand offsets. A chain of ops (a fused kernel) is the same loop
+with more statements, so one op and a fused chain share this code."""
+from __future__ import annotations
+
+from ...core import shapes
+from ...core.ir import Eqn, Literal, Var
+from ..cemit import ELEMENTWISE, elementwise_expr
+from ..lowering import Kernel, broadcast_strides, lowering, split_inner
+
+
+def chain_kernel(ctx, kname: str, eqns: list[Eqn], inputs: list[Var], outputs: list[Var],
+                 comment: str = "") -> Kernel:
+    """A kernel computing `eqns` (elementwise, in order) elementwise over the outputs' shape."""
+    out_shape = outputs[0].aval.shape
+    k = split_inner(out_shape, [v.aval.shape for v in inputs])
+    inner, outer_dims = shapes.prod(out_shape[k:]), list(range(k))
+    locals_, body = {}, []
+    operands = []
+    for j, v in enumerate(inputs):
+        st = broadcast_strides(v.aval.shape, out_shape)
+        inner_contig = any(s != 0 for s in st[k:]) if k < len(out_shape) else False
+        offset = " + ".join(f"x{d} * {ctx.dim(st[d])}" for d in outer_dims if st[d] != 0) or "0"
+        operands.append(dict(type=ctx.storage(v), local=f"p{j}", name=ctx.name(v), offset=offset))
+        idx = "i" if inner_contig else "0"
+        locals_[v] = f"a{j}"
+        body.append(f"const {ctx.compute(v)} a{j} = ait::load<{ctx.compute(v)}>(p{j}[{idx}]);")
+    for n, e in enumerate(eqns):
+        args = [ctx.dialect.literal(a.value, a.aval.dtype) if isinstance(a, Literal) else locals_[a]
+                for a in e.invars]
+        prim = e.prim.name
+        expr = elementwise_expr(ctx.dialect, prim, args, e.outvars[0].aval.dtype, e.params)
+        locals_[e.outvars[0]] = f"t{n}"
+        body.append(f"const {ctx.compute(e.outvars[0])} t{n} = {expr};  // {prim}")
+    outs = []
+    for j, v in enumerate(outputs):
+        outs.append(dict(type=ctx.storage(v), local=f"q{j}", name=ctx.name(v)))
+        body.append(f"q{j}[i] = ait::store<{ctx.storage(v)}, {ctx.compute(v)}>({locals_[v]});")
+    params = [f"const {ctx.storage(v)}* __restrict {ctx.name(v)}" for v in inputs]
+    params += [f"{ctx.storage(v)}* __restrict {ctx.name(v)}" for v in outputs]
+    signature = f"static void {kname}({', '.join(params + ['const int64_t* dims'])})"
+    definition = ctx.render("elementwise.cpp.j2", signature=signature, inner=ctx.dim(inner),
+                            outer=ctx.dim(shapes.prod(out_shape[:k])), inner_desc=str(inner),
+                            outer_desc=str(shapes.prod(out_shape[:k])),
+                            outer_dims=[dict(axis=d, size=ctx.dim(out_shape[d])) for d in reversed(outer_dims)],
+                            operands=operands, outputs=outs, body=body)
+    call = f"{kname}({', '.join([ctx.name(v) for v in inputs] + [ctx.name(v) for v in outputs] + ['dims'])});"
+    return Kernel(kname, definition, call, comment=comment)
+
+
+@lowering("cpu", *sorted(ELEMENTWISE - {"gelu_tanh"}), "gelu_tanh")
+def lower_elementwise(ctx, e: Eqn, kname: str) -> Kernel:
+    inputs = []
+    for a in e.invars:
+        if isinstance(a, Var) and a not in inputs:
+            inputs.append(a)
+    return chain_kernel(ctx, kname, [e], inputs, list(e.outvars))

@@ -1,0 +1,74 @@
+"""What every native backend's code generator shares: the lowering registry, the kernel record
+a lowering returns, and loop geometry (broadcast strides, collapsed dims) computed once."""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..core import shapes
+
+# backend name -> primitive name -> lowering(ctx, eqn) -> Kernel
+LOWERINGS: dict[str, dict[str, Callable]] = {}
+
+
+def lowering(backend: str, *prims: str):
+    """Register a lowering of the named primitives for one backend."""
+    def deco(fn):
+        for p in prims:
+            LOWERINGS.setdefault(backend, {})[p] = fn
+        return fn
+    return deco
+
+
+def load_lowerings(package: str, path) -> None:
+    """Import every module of a backend package: each registers its own lowerings."""
+    for m in pkgutil.iter_modules(path):
+        importlib.import_module(f"{package}.{m.name}")
+
+
+@dataclass
+class Kernel:
+    """One generated function: its C++ definition and the call the run function makes."""
+    name: str
+    definition: str
+    call: str
+    includes: tuple = ()
+    comment: str = ""
+    info: dict = field(default_factory=dict)
+
+
+def broadcast_strides(in_shape, out_shape) -> list:
+    """Element strides of a row-major operand read at out_shape's indices (0 where broadcast)."""
+    nd = len(out_shape)
+    in_shape = (1,) * (nd - len(in_shape)) + tuple(in_shape)
+    strides, acc = [0] * nd, 1
+    for d in reversed(range(nd)):
+        if not shapes.equal(in_shape[d], 1) or shapes.equal(out_shape[d], 1):
+            strides[d] = acc if not shapes.equal(in_shape[d], 1) else 0
+        acc = acc * in_shape[d]
+    return strides
+
+
+def split_inner(out_shape, operand_shapes) -> int:
+    """First axis k of the longest suffix [k, n) over which every operand is either contiguous
+    (reads elements in order) or broadcast (reads one element): one flat, vectorizable loop."""
+    nd = len(out_shape)
+    kinds = []
+    for s in operand_shapes:
+        s = (1,) * (nd - len(s)) + tuple(s)
+        kinds.append(["b" if shapes.equal(s[d], 1) and not shapes.equal(out_shape[d], 1) else
+                      ("1" if shapes.equal(out_shape[d], 1) else "c") for d in range(nd)])
+    k = nd
+    while k > 0:
+        trial = k - 1
+        ok = True
+        for kd in kinds:
+            seen = {x for x in kd[trial:] if x != "1"}
+            if len(seen) > 1:
+                ok = False
+        if not ok:
+            break
+        k = trial
+    return k
