@@ -21,6 +21,8 @@ class Backend:
     load(source, path) -> a callable taking and returning numpy arrays / DLPack tensors."""
 
     name: str = ""
+    # Runs on host (CPU) memory: jit checks every input's device, naming it, before a call.
+    host: bool = True
 
     @classmethod
     def is_available(cls) -> bool:

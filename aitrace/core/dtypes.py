@@ -27,6 +27,8 @@ _CANONICAL = {np.dtype(np.float64): float32}
 
 def dtype(d) -> np.dtype:
     """Canonical numpy dtype for a dtype-like: numpy dtype or type, string, or torch dtype."""
+    if d is None:  # numpy reads None as float64 (so float32 here): a missing dtype, not a choice
+        raise TypeError("not a dtype: None")
     if isinstance(d, str) or type(d).__module__ == "torch":
         name = str(d).removeprefix("torch.")
         if name in _ALIASES:

@@ -27,6 +27,17 @@ def substitute(value, env: dict):
     return value
 
 
+def _check_shape(prim: str, got: tuple, shape: tuple, env: dict) -> None:
+    """The reference is the oracle: a primitive whose numpy result disagrees with its abstract
+    eval is a bug in one of them (dims with symbols no input binds are not checked)."""
+    want = [shapes.evaluate(d, env) if isinstance(d, int) or d.free_symbols <= env.keys() else None
+            for d in shape]
+    if len(got) != len(want) or any(w is not None and w != n for w, n in zip(want, got)):
+        at = ", ".join(f"{k}={n}" for k, n in env.items())
+        raise TypeError(f"{prim}: the reference gives shape {list(got)} but abstract eval says "
+                        f"{shapes.shape_str(shape)}{f' (at {at})' if at else ''}")
+
+
 def eval_graph(graph: Graph, args, env: dict | None = None) -> list:
     env = bind_symbols(graph, args) if env is None else env
     values = dict(zip(graph.constvars, graph.consts))
@@ -40,5 +51,7 @@ def eval_graph(graph: Graph, args, env: dict | None = None) -> list:
         out = e.prim.impl(*map(read, e.invars), **params)
         outs = out if e.prim.multiple_results else (out,)
         for v, o in zip(e.outvars, outs):
-            values[v] = np.asarray(o, dtype=v.aval.dtype)
+            o = np.asarray(o, dtype=v.aval.dtype)
+            _check_shape(e.prim.name, o.shape, v.aval.shape, env)
+            values[v] = o
     return [values[v] for v in graph.outvars]

@@ -14,6 +14,7 @@ import itertools
 from typing import Callable
 
 import numpy as np
+import sympy
 
 from . import dtypes, shapes
 
@@ -44,8 +45,9 @@ class ShapeDtype:
                 and len(self.shape) == len(other.shape)
                 and all(shapes.equal(a, b) for a, b in zip(self.shape, other.shape)))
 
-    def __hash__(self):
-        return hash((self.shape, self.dtype))
+    def __hash__(self):  # expanded, as __eq__ compares: (A+1)*(C+2) and A*C+2*A+C+2 hash alike
+        return hash((tuple(d if isinstance(d, int) else sympy.expand(d) for d in self.shape),
+                     self.dtype))
 
     def __str__(self):
         return dtypes.SHORT_NAMES[self.dtype] + shapes.shape_str(self.shape)
@@ -230,6 +232,9 @@ def typecheck(g: Graph) -> None:
                             f"gives {[str(a) for a in expected]}")
         for v in e.outvars:
             define(v)
+        for p in e.params.values():  # a fused kernel's body is checked as a graph of its own
+            if isinstance(p, Graph):
+                typecheck(p)
     for v in g.outvars:
         if isinstance(v, Var) and v not in defined:
             raise TypeError(f"output {v!r} is not defined")

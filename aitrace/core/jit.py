@@ -9,6 +9,7 @@ import functools
 import numbers
 from typing import Callable
 
+from ..runtime.interop import check_host
 from . import pytree
 from .ir import Graph, ShapeDtype
 from .shapes import Dim
@@ -46,8 +47,12 @@ class Jitted:
         self.fn = fn
         self.backend = backends.get(backend)
         self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+        if any(not isinstance(i, int) or i < 0 for i in self.static_argnums):
+            raise ValueError(f"jit: static_argnums must be non-negative ints, got {static_argnums!r}")
         self.dynamic = {int(k): dict(v) for k, v in (dynamic or {}).items()}
         for argnum, axes in self.dynamic.items():
+            if argnum < 0:
+                raise ValueError(f"jit: dynamic argument numbers must be non-negative, got {argnum}")
             if argnum in self.static_argnums:
                 raise ValueError(f"jit: argument {argnum} is both static and dynamic")
             for axis, d in axes.items():
@@ -57,12 +62,16 @@ class Jitted:
         self._cache: dict = {}
         functools.update_wrapper(self, fn, updated=())
 
+    def __get__(self, obj, objtype=None):  # a jitted method: the instance is argument 0
+        return self if obj is None else functools.partial(self, obj)
+
     def _signature(self, args):
         """(cache key, traced args, their avals, dims to check at call) for these arguments."""
         for i in self.static_argnums:
             if i >= len(args):
                 raise TypeError(f"jit: static_argnums names argument {i} but only {len(args)} given")
-        static = tuple((i, args[i]) for i in self.static_argnums)
+        # the type is part of the key: 2 == 2.0 == True hash alike but trace differently
+        static = tuple((i, type(args[i]), args[i]) for i in self.static_argnums)
         dyn = [(i, a) for i, a in enumerate(args) if i not in self.static_argnums]
         avals, checks = [], []
         for i, a in dyn:
@@ -106,7 +115,7 @@ class Jitted:
         """Trace, run the passes and lower for these arguments (arrays or ShapeDtype)."""
         key, dyn_args, avals, checks = self._signature(args)
         if key not in self._cache:
-            static = dict(key[2])
+            static = {i: v for i, _, v in key[2]}
 
             def with_static(*dyn):
                 it = iter(dyn)
@@ -119,10 +128,21 @@ class Jitted:
         return self._cache[key]
 
     def __call__(self, *args):
+        leaves, names = [], []  # the array leaves, each named as errors call it
+        for i, a in enumerate(args):
+            if i not in self.static_argnums:
+                arg_leaves, _ = pytree.flatten(a)
+                leaves += arg_leaves
+                names += [f"argument {i}" if len(arg_leaves) == 1 else f"argument {i} leaf {j}"
+                          for j in range(len(arg_leaves))]
+        for x, name in zip(leaves, names):
+            if isinstance(x, ShapeDtype):
+                raise TypeError(f"{name} is a ShapeDtype, which has no data: f.lower(...) traces "
+                                "abstract arguments; a call needs arrays")
+            if self.backend.host:
+                check_host(x, name)
         low = self.lower(*args)
-        dyn = [a for i, a in enumerate(args) if i not in self.static_argnums]
         self._check_bounds(args, low.bounds)
-        leaves, _ = pytree.flatten(tuple(dyn))
         return pytree.unflatten(low.out_tree, low.compile()(*leaves))
 
 

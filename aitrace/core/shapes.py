@@ -134,9 +134,9 @@ def ceildiv(a, b):
 def normalize_axis(axis: int, ndim: int, op: str) -> int:
     if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
         raise TypeError(f"{op}: axis must be an int, got {axis!r}")
-    if not -ndim <= axis < max(ndim, 1):
+    if not -ndim <= axis < ndim:
         raise ValueError(f"{op}: axis {axis} is out of range for rank {ndim}")
-    return int(axis) % max(ndim, 1)
+    return int(axis) % ndim
 
 
 def normalize_axes(axis, ndim: int, op: str) -> tuple:

@@ -16,18 +16,18 @@ from .ir import Eqn, Graph, Literal, Primitive, ShapeDtype, Var, dce, out_avals
 class Tracer:
     """A stand-in for an array while a function is traced: an abstract value bound to a Var."""
 
-    __slots__ = ("builder", "var")
+    __slots__ = ("builder", "_var")
     __array_ufunc__ = None  # make numpy defer to our reflected operators (ndarray + Tracer)
     __hash__ = object.__hash__
 
     def __init__(self, builder: "GraphBuilder", var: Var):
-        self.builder, self.var = builder, var
+        self.builder, self._var = builder, var
 
-    aval = property(lambda self: self.var.aval)
-    shape = property(lambda self: self.var.aval.shape)
-    dtype = property(lambda self: self.var.aval.dtype)
-    ndim = property(lambda self: self.var.aval.ndim)
-    size = property(lambda self: self.var.aval.size)
+    aval = property(lambda self: self._var.aval)
+    shape = property(lambda self: self._var.aval.shape)
+    dtype = property(lambda self: self._var.aval.dtype)
+    ndim = property(lambda self: self._var.aval.ndim)
+    size = property(lambda self: self._var.aval.size)
 
     def __repr__(self):
         return f"Tracer<{self.aval}>"
@@ -48,6 +48,12 @@ class Tracer:
 
     def __array__(self, *a, **k):
         raise TypeError("a traced value cannot be converted to a numpy array inside ait.trace/jit")
+
+    def _concrete(self, *_):
+        raise TypeError(f"a traced value ({self.aval}) has no concrete value: it cannot become a "
+                        "Python int/float; pass it through jit's static_argnums to use its value")
+
+    __int__ = __float__ = __index__ = _concrete
 
 
 def is_array(x) -> bool:
@@ -70,6 +76,7 @@ class GraphBuilder:
         self.eqns: list[Eqn] = []
         self.invars: list[Var] = []
         self._consts: dict[int, tuple[Var, np.ndarray, object]] = {}
+        self.done = False  # set once the graph is taken: its Tracers must not be used again
 
     def new_arg(self, aval: ShapeDtype) -> Tracer:
         v = Var(aval)
@@ -81,7 +88,7 @@ class GraphBuilder:
             if x.builder is not self:
                 raise ValueError("a Tracer from another trace leaked into this one (was it stored "
                                  "in a global or a closure of an earlier traced call?)")
-            return x.var
+            return x._var
         if isinstance(x, (bool, int, float)):
             return Literal(x, dtypes.result_type(x))
         if not is_array(x):
@@ -98,12 +105,16 @@ class GraphBuilder:
         return self._consts[id(owner)][0]
 
     def add(self, prim: Primitive, args, params) -> list[Tracer]:
+        if self.done:
+            raise ValueError(f"{prim.name}: a Tracer escaped the trace that made it (was it stored "
+                             "in a global or a closure of an earlier traced call?)")
         invars = [self.to_atom(a) for a in args]
         outs = [Var(a) for a in out_avals(prim, [a.aval for a in invars], params)]
         self.eqns.append(Eqn(prim, invars, outs, params))
         return [Tracer(self, v) for v in outs]
 
     def graph(self, outvars) -> Graph:
+        self.done = True
         consts = list(self._consts.values())
         return dce(Graph(self.invars, [c[0] for c in consts], [c[1] for c in consts],
                          self.eqns, outvars))
@@ -114,6 +125,9 @@ def bind(prim: Primitive, args, params):
     builder = next((a.builder for a in args if isinstance(a, Tracer)), None)
     if builder is None:
         vals = [to_numpy(a) if is_array(a) else a for a in args]
+        # the shape rule runs eagerly too, so eager calls raise the op's error, not numpy's
+        out_avals(prim, [ShapeDtype.of(v) if isinstance(v, np.ndarray) else
+                         ShapeDtype((), dtypes.result_type(v)) for v in vals], params)
         out = prim.impl(*vals, **params)
         return tuple(out) if prim.multiple_results else out
     outs = builder.add(prim, args, params)
@@ -126,7 +140,10 @@ def abstractify(x, where: str) -> ShapeDtype:
     if isinstance(x, Tracer):
         raise TypeError(f"{where}: nested tracing is not supported (got a Tracer)")
     if is_array(x):
-        return ShapeDtype(tuple(x.shape), x.dtype)
+        try:
+            return ShapeDtype(tuple(x.shape), x.dtype)
+        except TypeError as e:
+            raise TypeError(f"{where}: {e}") from None
     raise TypeError(f"{where} is a {type(x).__name__} ({x!r:.40}); pass arrays or ShapeDtype "
                     f"(Python values go through jit's static_argnums)")
 
@@ -138,7 +155,11 @@ def trace_to_graph(fn: Callable, args, avals=None) -> tuple[Graph, pytree.TreeDe
         avals = [abstractify(x, f"argument leaf {i}") for i, x in enumerate(leaves)]
     builder = GraphBuilder()
     tracers = [builder.new_arg(a) for a in avals]
-    out = fn(*pytree.unflatten(in_tree, tracers))
+    try:
+        out = fn(*pytree.unflatten(in_tree, tracers))
+    except BaseException:
+        builder.done = True
+        raise
     out_leaves, out_tree = pytree.flatten(out)
     outvars = []
     for i, y in enumerate(out_leaves):

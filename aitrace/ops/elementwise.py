@@ -12,7 +12,7 @@ import numpy as np
 from ..core import dtypes, shapes
 from ..core.ir import Primitive, ShapeDtype
 from ..core.tracing import Tracer
-from ._common import compute_dtype, promote, same_dtype, up
+from ._common import as_array, aval, compute_dtype, promote, same_dtype, up
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
@@ -20,7 +20,9 @@ def _erf(x: np.ndarray) -> np.ndarray:
         from scipy.special import erf
         return erf(x)
     except ImportError:
-        return np.frompyfunc(math.erf, 1, 1)(x.astype(np.float64)).astype(x.dtype)
+        # np.asarray: a ufunc on a 0-d operand returns a bare Python float
+        return np.asarray(np.frompyfunc(math.erf, 1, 1)(x.astype(np.float64)),
+                          dtype=np.float64).astype(x.dtype)
 
 
 # name -> numpy formula on fp32 (or integer) values
@@ -96,9 +98,17 @@ def cast(x, dtype):
     return cast_p.bind(x, dtype=dtype)
 
 
+def _no_bool(name, x):
+    if x.dtype == dtypes.bool_:  # numpy and torch reject these too; fail while tracing
+        raise TypeError(f"{name}: not supported on bool operands (use logical_not / "
+                        f"logical_and / logical_or, or cast first)")
+
+
 def _unary(name):
     def fn(x):
         (x,) = promote(name, x, to_float=name in FLOAT_ONLY)
+        if name == "neg":
+            _no_bool(name, x)
         if name == "logical_not":
             x = cast(x, dtypes.bool_)
         return UNARY_PRIMS[name].bind(x)
@@ -112,6 +122,8 @@ def _binary(name, to_float=False):
         if name.startswith("logical_"):
             a, b = cast(a, dtypes.bool_), cast(b, dtypes.bool_)
         a, b = promote(name, a, b, to_float=to_float)
+        if name == "sub":
+            _no_bool(name, a)
         return BINARY_PRIMS[name].bind(a, b)
     fn.__name__ = name
     fn.__doc__ = f"Elementwise {name} with numpy broadcasting and dtype promotion."
@@ -152,12 +164,29 @@ for _name, _fn in {"add": add, "sub": sub, "mul": mul, "truediv": div, "pow": po
     setattr(Tracer, f"__{_name}__", _fn)
     setattr(Tracer, f"__r{_name}__", _swap(_fn))
 for _name, _fn in {"lt": less, "le": less_equal, "gt": greater, "ge": greater_equal,
-                   "eq": equal, "ne": not_equal, "and": logical_and, "or": logical_or}.items():
+                   "eq": equal, "ne": not_equal}.items():
     setattr(Tracer, f"__{_name}__", _fn)
-Tracer.__rand__, Tracer.__ror__ = _swap(logical_and), _swap(logical_or)
+
+
+def _bool_operator(sym, f):
+    """`& | ~` are logical on bool operands only: on ints numpy makes them bitwise, which
+    aitrace does not have, so refuse rather than compute something else."""
+    def op(*xs):
+        for x in xs:
+            x = as_array(x, sym)
+            if not isinstance(x, bool) and aval(x).dtype != dtypes.bool_:
+                raise TypeError(f"operator {sym} needs bool operands (numpy makes it bitwise on "
+                                f"integers, which aitrace lacks); got {aval(x)}")
+        return f(*xs)
+    return op
+
+
+Tracer.__and__, Tracer.__or__ = _bool_operator("&", logical_and), _bool_operator("|", logical_or)
+Tracer.__rand__ = _bool_operator("&", _swap(logical_and))
+Tracer.__ror__ = _bool_operator("|", _swap(logical_or))
 Tracer.__neg__ = neg
 Tracer.__abs__ = abs
-Tracer.__invert__ = logical_not
+Tracer.__invert__ = _bool_operator("~", logical_not)
 Tracer.astype = cast
 
 __all__ = ["neg", "abs", "exp", "log", "sqrt", "rsqrt", "tanh", "erf", "sigmoid", "relu", "silu",

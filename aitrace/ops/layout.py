@@ -170,6 +170,13 @@ def getitem(x, idx):
     n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
     if n_real > a.ndim:
         raise IndexError(f"too many indices ({n_real}) for array of shape {shape_str(a.shape)}")
+    # numpy: with an array index, integers are advanced indices too; if the advanced indices
+    # are not adjacent in the index (a slice, None or ... between them), their dims go first.
+    adv = [k for k, i in enumerate(idx) if isinstance(i, (Tracer, np.ndarray, list))]
+    if adv:
+        adv += [k for k, i in enumerate(idx)
+                if isinstance(i, numbers.Integral) and not isinstance(i, bool)]
+    to_front = bool(adv) and max(adv) - min(adv) + 1 != len(adv)
     fill = (slice(None),) * (a.ndim - n_real)
     idx = idx[:ellipses[0]] + fill + idx[ellipses[0] + 1:] if ellipses else idx + fill
     y, axis, out_shape, gather = x, 0, [], None
@@ -190,10 +197,14 @@ def getitem(x, idx):
             j = n + i if i < 0 else i
             y = slice_axis(y, axis, j, j + 1)  # the size-1 axis goes away in the final reshape
         elif isinstance(i, (Tracer, np.ndarray, list)):
-            i = as_array(np.asarray(i) if isinstance(i, list) else i, "index")
+            i = _as_indices(i, "index")
             if not dtypes.is_int(aval(i).dtype):
                 raise IndexError(f"array index must be integer, got {aval(i)} (boolean masks give "
                                  f"data-dependent shapes and are not supported)")
+            if isinstance(i, np.ndarray) and isinstance(n, int) and i.size and (
+                    i.min() < -n or i.max() >= n):  # a constant index is checked as numpy does
+                bad = i.min() if i.min() < -n else i.max()
+                raise IndexError(f"index {bad} is out of bounds for axis {axis} with size {n}")
             if gather is not None:
                 raise IndexError("only one integer-array index is supported")
             gather = (axis, len(out_shape), i)
@@ -204,8 +215,23 @@ def getitem(x, idx):
     if gather is not None:
         g_axis, pos, i = gather
         y = take(y, i, axis=g_axis)
-        out_shape[pos:pos + 1] = aval(i).shape
+        k = aval(i).ndim
+        if to_front:
+            rest = [d for d in range(aval(y).ndim) if not g_axis <= d < g_axis + k]
+            y = transpose(y, tuple(range(g_axis, g_axis + k)) + tuple(rest))
+            out_shape[pos:pos + 1] = []
+            out_shape[:0] = aval(i).shape
+        else:
+            out_shape[pos:pos + 1] = aval(i).shape
     return reshape(y, tuple(out_shape))
+
+
+def _as_indices(i, op: str):
+    """An index operand as an array; lists as numpy would read them (`[]` is an empty int index)."""
+    if isinstance(i, (list, tuple)):
+        i = np.asarray(i)
+        i = i.astype(np.int64) if i.size == 0 else i
+    return as_array(i, op)
 
 
 # ---------------------------------------------------------------- concatenate / pad / take
@@ -230,6 +256,9 @@ def concatenate(xs, axis: int = 0):
     if not xs:
         raise ValueError("concatenate: need at least one array")
     xs = promote("concatenate", *xs)
+    if any(aval(x).ndim == 0 for x in xs):
+        raise ValueError(f"concatenate: zero-dimensional arrays cannot be concatenated, got shapes "
+                         + ", ".join(shape_str(aval(x).shape) for x in xs))
     axis = shapes.normalize_axis(axis, aval(xs[0]).ndim, "concatenate")
     if len(xs) == 1:
         return xs[0]
@@ -250,6 +279,8 @@ def split(x, split_size_or_sizes, axis: int = 0):
         sizes = [min(size, n - s) for s in range(0, n, size)]
     else:
         sizes = list(split_size_or_sizes)
+        if any(isinstance(s, numbers.Integral) and s < 0 for s in sizes):
+            raise ValueError(f"split: sizes {sizes} must be non-negative")
         if not shapes.equal(sum(sizes), n):
             raise ValueError(f"split: sizes {sizes} do not sum to axis {axis} of {shape_str(a.shape)}")
     out, start = [], 0
@@ -273,15 +304,11 @@ def pad(x, pad_width, value=0):
     """numpy.pad in constant mode: pad_width an int, a (before, after) pair or one pair per axis."""
     x = as_array(x, "pad")
     nd = aval(x).ndim
-    pw = np.asarray(pad_width, dtype=object)
-    if pw.ndim == 0:
-        pw = [(int(pad_width), int(pad_width))] * nd
-    elif pw.ndim == 1 and len(pw) == 2:
-        pw = [tuple(int(v) for v in pad_width)] * nd
-    elif pw.ndim == 2 and pw.shape == (nd, 2):
-        pw = [tuple(int(v) for v in p) for p in pad_width]
-    else:
-        raise ValueError(f"pad: pad_width {pad_width!r} does not fit rank {nd}")
+    try:  # as numpy: n, (n,), (before, after), ((before, after),) or one pair per axis
+        pw = [(int(lo), int(hi)) for lo, hi in np.broadcast_to(np.asarray(pad_width, dtype=object),
+                                                              (nd, 2))]
+    except (ValueError, TypeError):
+        raise ValueError(f"pad: pad_width {pad_width!r} does not fit rank {nd}") from None
     if any(v < 0 for p in pw for v in p):
         raise ValueError(f"pad: negative pad widths {pad_width!r}")
     return pad_p.bind(x, pad_width=tuple(pw), value=float(value) if dtypes.is_float(aval(x).dtype) else int(value))
@@ -304,7 +331,7 @@ take_p = Primitive("take", _take_abstract, _take_impl)
 
 def take(table, indices, axis: int = 0):
     """numpy.take along one axis (negative indices wrap; out-of-range ones are clamped)."""
-    table, indices = as_array(table, "take"), as_array(indices, "take")
+    table, indices = as_array(table, "take"), _as_indices(indices, "take")
     axis = shapes.normalize_axis(axis, aval(table).ndim, "take")
     return take_p.bind(table, indices, axis=axis)
 

@@ -19,7 +19,11 @@ def _matmul_abstract(a, b):
     if not shapes.equal(a.shape[-1], b.shape[-2]):
         raise ValueError(f"matmul: contraction dims differ: {shape_str(a.shape)} @ "
                          f"{shape_str(b.shape)} ({a.shape[-1]} vs {b.shape[-2]})")
-    batch = shapes.broadcast(a.shape[:-2], b.shape[:-2], op="matmul (batch dims)")
+    try:
+        batch = shapes.broadcast(a.shape[:-2], b.shape[:-2], op="matmul")
+    except ValueError:
+        raise ValueError(f"matmul: batch dims of {shape_str(a.shape)} and {shape_str(b.shape)} "
+                         f"do not broadcast") from None
     return ShapeDtype(batch + (a.shape[-2], b.shape[-1]), a.dtype)
 
 
@@ -39,6 +43,10 @@ def matmul(a, b):
     sa, sb = aval(a).shape, aval(b).shape
     if not sa or not sb:
         raise ValueError(f"matmul: operands must not be scalars, got {shape_str(sa)} and {shape_str(sb)}")
+    k_b = sb[0] if len(sb) == 1 else sb[-2]
+    if not shapes.equal(sa[-1], k_b):  # checked here to name the shapes as given (1-D too)
+        raise ValueError(f"matmul: contraction dims differ: {shape_str(sa)} @ {shape_str(sb)} "
+                         f"({sa[-1]} vs {k_b})")
     a2 = reshape(a, (1,) + sa) if len(sa) == 1 else a
     b2 = reshape(b, sb + (1,)) if len(sb) == 1 else b
     out = matmul_p.bind(a2, b2)
@@ -54,6 +62,8 @@ def linear(x, weight, bias=None):
     """torch.nn.functional.linear: x @ weight.T + bias, weight [out_features, in_features]."""
     from .layout import transpose
     wa = aval(weight)
+    if aval(x).ndim == 0:
+        raise ValueError("linear: input must have at least one dim, got a scalar")
     if wa.ndim != 2:
         raise ValueError(f"linear: weight must be [out_features, in_features], got {shape_str(wa.shape)}")
     if not shapes.equal(aval(x).shape[-1], wa.shape[1]):

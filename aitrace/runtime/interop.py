@@ -17,24 +17,33 @@ def _torch_tensor(x):
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+def check_host(x, name: str = "argument") -> None:
+    """Raise ValueError naming `name` unless `x` lives in host (CPU) memory."""
+    if isinstance(x, (np.ndarray, np.generic)):
+        return
+    if _torch_tensor(x):
+        if x.device.type != "cpu":
+            raise ValueError(f"{name} is on device {x.device}, expected a CPU array")
+    elif hasattr(x, "__dlpack__"):
+        dev = x.__dlpack_device__() if hasattr(x, "__dlpack_device__") else (1, 0)
+        if dev[0] not in (1, 3):  # kDLCPU, kDLCUDAHost
+            raise ValueError(f"{name} lives on DLPack device {tuple(dev)}, expected a CPU array")
+
+
 def to_numpy(x, name: str = "argument") -> np.ndarray:
     """A host array as a numpy array sharing its memory where the source allows."""
     if isinstance(x, np.ndarray):
         return x
     if isinstance(x, np.generic):
         return np.asarray(x)
+    check_host(x, name)
     if _torch_tensor(x):
-        if x.device.type != "cpu":
-            raise ValueError(f"{name} is on device {x.device}, expected a CPU array")
         x = x.detach()
         if str(x.dtype) == "torch.bfloat16":
             import torch
             return x.view(torch.int16).numpy().view(dtypes.bfloat16)
         return x.numpy()
     if hasattr(x, "__dlpack__"):
-        dev = x.__dlpack_device__() if hasattr(x, "__dlpack_device__") else (1, 0)
-        if dev[0] not in (1, 3):  # kDLCPU, kDLCUDAHost
-            raise ValueError(f"{name} lives on DLPack device {tuple(dev)}, expected a CPU array")
         return np.from_dlpack(x)
     try:
         return np.asarray(x)

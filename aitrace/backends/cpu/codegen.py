@@ -12,7 +12,6 @@ from ...passes.memory_plan import plan_memory
 from ..base import Source
 from ..cemit import Dialect, dim_expr
 from ..lowering import LOWERINGS, Kernel
-from ..lowering import broadcast_strides  # noqa: F401  (re-exported for lowerings)
 
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                                trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
