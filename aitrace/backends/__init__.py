@@ -19,7 +19,7 @@ def available() -> list[str]:
 
 
 def default() -> str:
-    avail = available()
+    avail = [n for n in available() if BACKENDS[n].complete]
     return next(n for n in DEFAULT_ORDER if n in avail)
 
 

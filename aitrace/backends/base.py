@@ -23,6 +23,9 @@ class Backend:
     name: str = ""
     # Runs on host (CPU) memory: jit checks every input's device, naming it, before a call.
     host: bool = True
+    # Chosen by backend=None only once it lowers every primitive (a backend under construction
+    # is usable by name).
+    complete: bool = True
 
     @classmethod
     def is_available(cls) -> bool:
