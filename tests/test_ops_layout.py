@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import sympy
 from conftest import shapes_st
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aitrace as ait
@@ -82,6 +82,8 @@ def test_reshape_forms_and_errors(backend):
         ait.trace(lambda v: v.reshape(5, 5))(s)
     with pytest.raises(ValueError, match=r"reshape.*\[2,3,4\].*\[5,-1\]"):
         ait.trace(lambda v: v.reshape(5, -1))(s)
+    with pytest.raises(ValueError, match=r"reshape.*\[2,3,4\].*\[5,5\]"):
+        ait.reshape(x, (5, 5))  # eager
     with pytest.raises(ValueError, match="only one -1"):
         ait.trace(lambda v: v.reshape(-1, -1))(s)
     with pytest.raises(ValueError, match="non-negative"):
@@ -352,6 +354,8 @@ def test_take_forms(backend):
     same(run(lambda t, i: ait.take(t, i), backend, table, np.array([7, -9])), table[[3, 0]])
     with pytest.raises(TypeError, match=r"take: indices must be int32 or int64, got f32\[1\]"):
         ait.trace(lambda t: ait.take(t, np.array([0.0])))(S((4, 3), f32))
+    with pytest.raises(TypeError, match="take: indices must be int32 or int64"):
+        ait.take(table, np.array([0.0]))  # eager calls run the same shape rule
     B = ait.Dim("B")
     g = ait.trace(lambda t, i: ait.take(t, i, axis=0))(S((100, 8), f16), S((B, 7), i64))
     assert g.out_avals == [S((B, 7, 8), f16)]

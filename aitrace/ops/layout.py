@@ -257,7 +257,7 @@ def concatenate(xs, axis: int = 0):
         raise ValueError("concatenate: need at least one array")
     xs = promote("concatenate", *xs)
     if any(aval(x).ndim == 0 for x in xs):
-        raise ValueError(f"concatenate: zero-dimensional arrays cannot be concatenated, got shapes "
+        raise ValueError("concatenate: zero-dimensional arrays cannot be concatenated, got shapes "
                          + ", ".join(shape_str(aval(x).shape) for x in xs))
     axis = shapes.normalize_axis(axis, aval(xs[0]).ndim, "concatenate")
     if len(xs) == 1:
