@@ -1,0 +1,211 @@
+"""CPU lowerings that call the hand-written kernels of include/ait/ (reductions, normalization,
+pooling, convolution, attention, layout): each computes sizes and strides and makes one call."""
+from __future__ import annotations
+
+from ...core import shapes
+from ..lowering import Kernel, broadcast_strides, lowering
+
+
+def _kernel(ctx, kname, e, lines, header) -> Kernel:
+    definition = ctx.render("call.cpp.j2", signature=ctx.signature(kname, e), lines=lines)
+    return Kernel(kname, definition, ctx.call(kname, e), includes=(f"ait/{header}",))
+
+
+def _split(shape, first: int, last: int, ctx):
+    """(outer, n, inner) C expressions viewing `shape` as [prod(:first), prod(first:last), prod(last:)]."""
+    return (ctx.dim(shapes.prod(shape[:first])), ctx.dim(shapes.prod(shape[first:last])),
+            ctx.dim(shapes.prod(shape[last:])))
+
+
+def _strides(shape) -> list:
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc = acc * d
+    return out[::-1]
+
+
+# ---------------------------------------------------------------- reductions
+@lowering("cpu", "reduce_sum", "reduce_mean", "reduce_max", "reduce_min")
+def lower_reduce(ctx, e, kname):
+    (x,), (y,) = e.invars, e.outvars
+    axes = e.params["axes"]
+    if axes and list(axes) != list(range(axes[0], axes[-1] + 1)):
+        raise NotImplementedError(f"cpu: {e.prim.name} over non-adjacent axes {axes} (transpose first)")
+    first, last = (axes[0], axes[-1] + 1) if axes else (0, 0)
+    o, n, i = _split(x.aval.shape, first, last, ctx)
+    fn = e.prim.name.replace("reduce_", "reduce_")
+    return _kernel(ctx, kname, e, [f"ait::{fn}<{ctx.storage(x)}, {ctx.storage(y)}>({ctx.name(x)}, "
+                                   f"{ctx.name(y)}, {o}, {n}, {i});"], "reduce.h")
+
+
+@lowering("cpu", "argmax")
+def lower_argmax(ctx, e, kname):
+    (x,), (y,) = e.invars, e.outvars
+    ax = e.params["axis"]
+    o, n, i = _split(x.aval.shape, ax, ax + 1, ctx)
+    return _kernel(ctx, kname, e, [f"ait::argmax<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(y)}, {o}, {n}, {i});"],
+                   "reduce.h")
+
+
+# ---------------------------------------------------------------- normalization
+@lowering("cpu", "softmax")
+def lower_softmax(ctx, e, kname):
+    (x,), (y,) = e.invars, e.outvars
+    ax = e.params["axis"]
+    o, n, i = _split(x.aval.shape, ax, ax + 1, ctx)
+    return _kernel(ctx, kname, e, [f"ait::softmax<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(y)}, {o}, {n}, {i});"],
+                   "norm.h")
+
+
+def _optional(ctx, e, names, start):
+    """Pointers for optional operands (nullptr where absent), in `names` order."""
+    it, out = iter(e.invars[start:]), []
+    for flag in names:
+        out.append(ctx.name(next(it)) if e.params[flag] else "nullptr")
+    return out
+
+
+@lowering("cpu", "layer_norm")
+def lower_layer_norm(ctx, e, kname):
+    x, (y,) = e.invars[0], e.outvars
+    w, b = _optional(ctx, e, ("has_weight", "has_bias"), 1)
+    wt = ctx.storage(e.invars[1]) if len(e.invars) > 1 else ctx.storage(x)
+    rows, n = ctx.dim(shapes.prod(x.aval.shape[:-1])), ctx.dim(x.aval.shape[-1])
+    return _kernel(ctx, kname, e, [f"ait::layer_norm<{ctx.storage(x)}, {wt}>({ctx.name(x)}, {w}, {b}, "
+                                   f"{ctx.name(y)}, {rows}, {n}, {e.params['eps']!r}f);"], "norm.h")
+
+
+@lowering("cpu", "batch_norm")
+def lower_batch_norm(ctx, e, kname):
+    x, mean, var = e.invars[:3]
+    (y,) = e.outvars
+    w, b = _optional(ctx, e, ("has_weight", "has_bias"), 3)
+    rows, c = ctx.dim(shapes.prod(x.aval.shape[:-1])), ctx.dim(x.aval.shape[-1])
+    return _kernel(ctx, kname, e, [f"ait::batch_norm<{ctx.storage(x)}, {ctx.storage(mean)}>({ctx.name(x)}, "
+                                   f"{ctx.name(mean)}, {ctx.name(var)}, {w}, {b}, {ctx.name(y)}, {rows}, "
+                                   f"{c}, {e.params['eps']!r}f);"], "norm.h")
+
+
+# ---------------------------------------------------------------- pooling and convolution
+@lowering("cpu", "max_pool2d", "avg_pool2d")
+def lower_pool(ctx, e, kname):
+    (x,), (y,) = e.invars, e.outvars
+    N, H, W, C = map(ctx.dim, x.aval.shape)
+    OH, OW = ctx.dim(y.aval.shape[1]), ctx.dim(y.aval.shape[2])
+    (kh, kw), (sh, sw) = e.params["kernel_size"], e.params["stride"]
+    pt, pl = e.params["padding"]
+    extra = f", {'true' if e.params['count_include_pad'] else 'false'}" if e.prim.name == "avg_pool2d" else ""
+    return _kernel(ctx, kname, e, [f"ait::{e.prim.name}<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(y)}, {N}, {H}, "
+                                   f"{W}, {C}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {OH}, {OW}{extra});"], "pool.h")
+
+
+@lowering("cpu", "conv2d")
+def lower_conv2d(ctx, e, kname):
+    (x, w), (y,) = e.invars, e.outvars
+    N, H, W, C = map(ctx.dim, x.aval.shape)
+    O, KH, KW = map(ctx.dim, w.aval.shape[:3])
+    (sh, sw), ((pt, pb), (pl, pr)) = e.params["stride"], e.params["padding"]
+    dh, dw = e.params["dilation"]
+    t = ctx.storage(y)
+    return _kernel(ctx, kname, e, [f"ait::conv2d_nhwc<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(w)}, {N}, {H}, {W}, "
+                                   f"{C}, {O}, {KH}, {KW}, {sh}, {sw}, {pt}, {pb}, {pl}, {pr}, {dh}, {dw}, "
+                                   f"{e.params['groups']}, ait::StoreEpilogue<{t}>{{{ctx.name(y)}, 0, {O}}});"],
+                   "conv.h")
+
+
+# ---------------------------------------------------------------- attention
+@lowering("cpu", "attention")
+def lower_attention(ctx, e, kname):
+    q, k, v = e.invars[:3]
+    (o,) = e.outvars
+    B, H, Sq, D = q.aval.shape
+    Sk, Dv = k.aval.shape[2], v.aval.shape[3]
+    kind = {None: 0, "bool": 1, "additive": 2}[e.params["mask_kind"]]
+    if kind:
+        m = e.invars[3]
+        ms = [ctx.dim(s) for s in broadcast_strides(m.aval.shape, (B, H, Sq, Sk))]
+        mask, mt = ctx.name(m), ctx.storage(m)
+    else:
+        ms, mask, mt = ["0"] * 4, "nullptr", ctx.storage(q)
+
+    def st(shape):
+        s = _strides(shape)
+        return [ctx.dim(s[0]), ctx.dim(s[1]), ctx.dim(s[2])]
+    args = [ctx.name(q), ctx.name(k), ctx.name(v), ctx.name(o), *map(ctx.dim, (B, H, Sq, Sk, D, Dv)),
+            f"{e.params['scale']!r}f", "true" if e.params["causal"] else "false", str(kind),
+            f"static_cast<const {mt}*>({mask})", *ms, *st(q.aval.shape), *st(k.aval.shape), *st(v.aval.shape),
+            *st(o.aval.shape)]
+    return _kernel(ctx, kname, e, [f"ait::attention<{ctx.storage(q)}, {mt}>({', '.join(args)});"], "attention.h")
+
+
+# ---------------------------------------------------------------- layout
+def _copy(ctx, src: str, src_strides, dst: str, dst_strides, shape, t: str, tag: str) -> list[str]:
+    nd = len(shape)
+    if nd == 0:
+        return [f"{dst}[0] = {src}[0];"]
+    arr = lambda xs: ", ".join(ctx.dim(x) for x in xs)  # noqa: E731
+    return [f"{{  // {tag}",
+            f"  const int64_t shape[] = {{{arr(shape)}}}, ss[] = {{{arr(src_strides)}}}, ds[] = {{{arr(dst_strides)}}};",
+            f"  ait::copy_strided<{t}>({src}, ss, {dst}, ds, shape, {nd});",
+            "}"]
+
+
+@lowering("cpu", "transpose", "broadcast_to", "slice", "flip")
+def lower_copy(ctx, e, kname):
+    (x,), (y,) = e.invars, e.outvars
+    xs, ys, t = x.aval.shape, y.aval.shape, ctx.storage(x)
+    src_st, src = _strides(xs), ctx.name(x)
+    if e.prim.name == "transpose":
+        ss = [src_st[p] for p in e.params["perm"]]
+    elif e.prim.name == "broadcast_to":
+        ss = broadcast_strides(xs, ys)
+    elif e.prim.name == "slice":
+        start, step = e.params["start"], e.params["step"]
+        ss = [s * k for s, k in zip(src_st, step)]
+        off = shapes.prod([1]) * 0
+        for s, a in zip(src_st, start):
+            off = off + s * a
+        src = f"{src} + {ctx.dim(off)}"
+    else:  # flip: walk the flipped axes backwards from their last element
+        ss, off = list(src_st), 0
+        for a in e.params["axes"]:
+            ss[a] = -src_st[a]
+            off = off + src_st[a] * (xs[a] - 1)
+        src = f"{src} + {ctx.dim(off)}"
+    return _kernel(ctx, kname, e, _copy(ctx, src, ss, ctx.name(y), _strides(ys), ys, t, e.prim.name), "layout.h")
+
+
+@lowering("cpu", "concatenate")
+def lower_concatenate(ctx, e, kname):
+    (y,), axis = e.outvars, e.params["axis"]
+    ys, lines, off = y.aval.shape, [], 0
+    dst_st = _strides(ys)
+    for x in e.invars:
+        xs = x.aval.shape
+        lines += _copy(ctx, ctx.name(x), _strides(xs), f"{ctx.name(y)} + {ctx.dim(off * dst_st[axis])}",
+                       dst_st, xs, ctx.storage(y), f"input at offset {off} on axis {axis}")
+        off = off + xs[axis]
+    return _kernel(ctx, kname, e, lines, "layout.h")
+
+
+@lowering("cpu", "pad")
+def lower_pad(ctx, e, kname):
+    (x,), (y,) = e.invars, e.outvars
+    pw, t = e.params["pad_width"], ctx.storage(x)
+    arr = lambda xs: ", ".join(ctx.dim(v) for v in xs) or "0"  # noqa: E731
+    value = ctx.dialect.literal(e.params["value"], x.aval.dtype)
+    return _kernel(ctx, kname, e, [
+        f"const int64_t shape[] = {{{arr(x.aval.shape)}}}, lo[] = {{{arr([p[0] for p in pw])}}}, "
+        f"hi[] = {{{arr([p[1] for p in pw])}}};",
+        f"ait::pad_constant<{t}>({ctx.name(x)}, {ctx.name(y)}, shape, lo, hi, {x.aval.ndim}, "
+        f"ait::store<{t}, {ctx.dialect.compute(x.aval.dtype)}>({value}));"], "layout.h")
+
+
+@lowering("cpu", "take")
+def lower_take(ctx, e, kname):
+    (t_, i_), (y,) = e.invars, e.outvars
+    ax = e.params["axis"]
+    o, n, inner = _split(t_.aval.shape, ax, ax + 1, ctx)
+    return _kernel(ctx, kname, e, [f"ait::take<{ctx.storage(t_)}, {ctx.storage(i_)}>({ctx.name(t_)}, {ctx.name(i_)}, "
+                                   f"{ctx.name(y)}, {o}, {n}, {inner}, {ctx.dim(i_.aval.size)});"], "layout.h")

@@ -1,0 +1,152 @@
+// aitrace CPU runtime: 2-D convolution on channels-last data, through ait::gemm.
+//
+//   x [N, H, W, C] (NHWC), w [O, KH, KW, C/groups]  ->  out [N, OH, OW, O]
+//   OH = (H + pad_top + pad_bottom - dil_h*(KH-1) - 1) / stride_h + 1   (OW likewise)
+//
+// torch F.conv2d semantics (cross-correlation, zero padding). The output is never written by the
+// kernel itself: as for gemm, the epilogue receives finished fp32 row segments of the output seen
+// as a matrix [N*OH*OW, O]:
+//
+//   epi(int64_t b /* always 0 */, int64_t row, int64_t j0, const float* acc, int64_t n)
+//     acc[t] = out[row][j0 + t], row = (n*OH + oh)*OW + ow, j0 + t = global output channel
+//
+// so ait::StoreEpilogue<T>{out, 0, O} stores it and a generated functor may fuse bias etc.
+// Paths:
+//   * 1x1, stride 1, no padding: a plain GEMM on x viewed as [N*H*W, C] (no copy);
+//   * depthwise (groups == C == O): a direct loop vectorized over channels;
+//   * otherwise: im2col of a chunk of output rows into a bounded thread-local buffer
+//     (AIT_CONV_IM2COL_BYTES, default 8 MiB), then one batched GEMM over the groups per chunk.
+// The weight is used in place as B[k][j] = w[j][k] (k = (kh*KW + kw)*Cg + c): the GEMM packing
+// reads it transposed.
+#pragma once
+#include "gemm.h"
+
+#ifndef AIT_CONV_IM2COL_BYTES
+#define AIT_CONV_IM2COL_BYTES (8 << 20)
+#endif
+
+namespace ait {
+namespace conv_detail {
+
+// gemm batch index = group: (g, i, j) -> conv output (row0 + i, g*og + j)
+template <typename Epi>
+struct GroupEpi {
+  Epi* epi;
+  int64_t row0, og;
+  AIT_GEMM_INLINE void operator()(int64_t g, int64_t i, int64_t j0, const float* acc, int64_t n) const {
+    (*epi)(0, row0 + i, g * og + j0, acc, n);
+  }
+};
+
+// acc[c] += x[c] * w[c], c < n
+template <typename T>
+AIT_GEMM_INLINE void madd_row(float* __restrict acc, const T* __restrict x, const float* __restrict w,
+                              int64_t n) {
+  int64_t c = 0;
+#if defined(__AVX512F__)
+  for (; c + 16 <= n; c += 16)
+    _mm512_storeu_ps(acc + c, _mm512_fmadd_ps(gemm_detail::load16<T>(x + c), _mm512_loadu_ps(w + c),
+                                              _mm512_loadu_ps(acc + c)));
+#endif
+  for (; c < n; ++c) acc[c] += to_float(x[c]) * w[c];
+}
+
+template <typename T, typename Epi>
+void depthwise(const T* x, const T* w, int64_t N, int64_t H, int64_t W, int64_t C, int64_t KH,
+               int64_t KW, int64_t OH, int64_t OW, int64_t sh, int64_t sw, int64_t pt, int64_t pl,
+               int64_t dh, int64_t dw, Epi& epi) {
+  // weights as [KH*KW][C] floats, so the channel loop is contiguous in both operands
+  gemm_detail::Scratch wt_buf;
+  float* wt = wt_buf.get(size_t(KH * KW * C));
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t t = 0; t < KH * KW; ++t) wt[t * C + c] = to_float(w[c * KH * KW + t]);
+  const int64_t rows = N * OH;
+  int nth = num_threads();
+#ifdef _OPENMP
+  if (omp_in_parallel() || double(rows) * OW * C * KH * KW < 1e5) nth = 1;
+#endif
+#pragma omp parallel num_threads(nth) if (nth > 1)
+  {
+    gemm_detail::Scratch acc_buf;
+    float* acc = acc_buf.get(size_t(C));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t n = r / OH, oh = r % OH;
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        std::fill(acc, acc + C, 0.f);
+        for (int64_t kh = 0; kh < KH; ++kh) {
+          const int64_t ih = oh * sh - pt + kh * dh;
+          if (ih < 0 || ih >= H) continue;
+          for (int64_t kw = 0; kw < KW; ++kw) {
+            const int64_t iw = ow * sw - pl + kw * dw;
+            if (iw < 0 || iw >= W) continue;
+            madd_row<T>(acc, x + ((n * H + ih) * W + iw) * C, wt + (kh * KW + kw) * C, C);
+          }
+        }
+        epi(0, r * OW + ow, 0, acc, C);
+      }
+    }
+  }
+}
+
+}  // namespace conv_detail
+
+template <typename T, typename Epi>
+void conv2d_nhwc(const T* x, const T* w,
+                 int64_t N, int64_t H, int64_t W, int64_t C,
+                 int64_t O, int64_t KH, int64_t KW,
+                 int64_t stride_h, int64_t stride_w,
+                 int64_t pad_top, int64_t pad_bottom, int64_t pad_left, int64_t pad_right,
+                 int64_t dil_h, int64_t dil_w, int64_t groups, Epi epi) {
+  const int64_t OH = (H + pad_top + pad_bottom - dil_h * (KH - 1) - 1) / stride_h + 1;
+  const int64_t OW = (W + pad_left + pad_right - dil_w * (KW - 1) - 1) / stride_w + 1;
+  if (N <= 0 || OH <= 0 || OW <= 0 || O <= 0) return;
+  const int64_t Cg = C / groups, Og = O / groups, Kg = KH * KW * Cg;
+  const int64_t M = N * OH * OW;
+
+  if (groups == C && O == C && groups > 1) {
+    conv_detail::depthwise<T, Epi>(x, w, N, H, W, C, KH, KW, OH, OW, stride_h, stride_w, pad_top,
+                                   pad_left, dil_h, dil_w, epi);
+    return;
+  }
+  if (KH == 1 && KW == 1 && stride_h == 1 && stride_w == 1 && pad_top == 0 && pad_bottom == 0 &&
+      pad_left == 0 && pad_right == 0) {
+    gemm(groups, M, Og, Cg, x, Cg, C, 1, w, Og * Kg, 1, Kg,
+         conv_detail::GroupEpi<Epi>{&epi, 0, Og});
+    return;
+  }
+
+  // im2col in chunks of R output rows: buf[g][r][(kh*KW + kw)*Cg + c]
+  const int64_t row_bytes = groups * Kg * int64_t(sizeof(T));
+  const int64_t R = std::min(M, std::max<int64_t>(64, int64_t(AIT_CONV_IM2COL_BYTES) / row_bytes));
+  static thread_local gemm_detail::Scratch buf_scratch;
+  T* buf = reinterpret_cast<T*>(buf_scratch.get(size_t((R * row_bytes + 3) / 4)));
+  int nth = num_threads();
+#ifdef _OPENMP
+  if (omp_in_parallel()) nth = 1;
+#endif
+  for (int64_t r0 = 0; r0 < M; r0 += R) {
+    const int64_t rows = std::min(R, M - r0);
+#pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1 && rows * row_bytes > (64 << 10))
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t m = r0 + r, ow = m % OW, oh = (m / OW) % OH, n = m / (OW * OH);
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const int64_t ih = oh * stride_h - pad_top + kh * dil_h;
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const int64_t iw = ow * stride_w - pad_left + kw * dil_w;
+          const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+          const T* src = x + ((n * H + ih) * W + iw) * C;
+          for (int64_t g = 0; g < groups; ++g) {
+            T* dst = buf + (g * R + r) * Kg + (kh * KW + kw) * Cg;
+            if (inside) std::memcpy(dst, src + g * Cg, size_t(Cg) * sizeof(T));
+            else std::memset(dst, 0, size_t(Cg) * sizeof(T));
+          }
+        }
+      }
+    }
+    gemm(groups, rows, Og, Kg, buf, R * Kg, Kg, 1, w, Og * Kg, 1, Kg,
+         conv_detail::GroupEpi<Epi>{&epi, r0, Og});
+  }
+}
+
+}  // namespace ait
