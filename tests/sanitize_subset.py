@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import aitrace as ait  # noqa: E402
 from cpu_cases import cases, compare  # noqa: E402
 
-for dtype in (ait.float32, ait.float16):
+for dtype in (ait.float32,):
     for name, fn, args, tol in cases(dtype):
         compare(fn, args, tol)
         print(name, dtype, "ok", flush=True)

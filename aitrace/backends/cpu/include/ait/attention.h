@@ -32,9 +32,10 @@
 namespace ait {
 namespace detail {
 
+// 16 floats as a GCC/clang vector: on AVX-512 one zmm register, elsewhere split by the compiler.
+// Loads/stores go through memcpy (unaligned-safe); no function passes one by value, which
+// would change the ABI without AVX-512 (-Wpsabi).
 typedef float v16f __attribute__((vector_size(64)));
-inline v16f vld(const float* p) { v16f v; std::memcpy(&v, p, sizeof v); return v; }
-inline void vst(float* p, v16f v) { std::memcpy(p, &v, sizeof v); }
 
 constexpr int64_t kAttnBQ = 64;  // queries per task (4 vectors of 16)
 constexpr int64_t kAttnBK = 64;  // keys per block
@@ -48,14 +49,14 @@ inline void qk_tile(const float* AIT_RESTRICT kp, int64_t ks, const float* AIT_R
     for (int c = 0; c < NQ; ++c) acc[r][c] = v16f{};
   for (int64_t d = 0; d < D; ++d) {
     v16f qv[NQ];
-    for (int c = 0; c < NQ; ++c) qv[c] = vld(qt + d * kAttnBQ + 16 * c);
+    std::memcpy(qv, qt + d * kAttnBQ, sizeof qv);
     for (int r = 0; r < RK; ++r) {
       const float kk = kp[r * ks + d];
       for (int c = 0; c < NQ; ++c) acc[r][c] += kk * qv[c];
     }
   }
   for (int r = 0; r < RK; ++r)
-    for (int c = 0; c < NQ; ++c) vst(st + r * kAttnBQ + 16 * c, acc[r][c]);
+    std::memcpy(st + r * kAttnBQ, acc[r], sizeof acc[r]);
 }
 
 template <int NQ>
@@ -75,18 +76,20 @@ template <int RQ, int NV>
 inline void pv_tile(const float* AIT_RESTRICT pt, int64_t nk, const float* AIT_RESTRICT vb,
                     int64_t ldv, float* AIT_RESTRICT o, int64_t ldo, const float* AIT_RESTRICT alpha) {
   v16f acc[RQ][NV];
-  for (int r = 0; r < RQ; ++r)
-    for (int c = 0; c < NV; ++c) acc[r][c] = vld(o + r * ldo + 16 * c) * alpha[r];
+  for (int r = 0; r < RQ; ++r) {
+    std::memcpy(acc[r], o + r * ldo, sizeof acc[r]);
+    for (int c = 0; c < NV; ++c) acc[r][c] *= alpha[r];
+  }
   for (int64_t j = 0; j < nk; ++j) {
     v16f vv[NV];
-    for (int c = 0; c < NV; ++c) vv[c] = vld(vb + j * ldv + 16 * c);
+    std::memcpy(vv, vb + j * ldv, sizeof vv);
     for (int r = 0; r < RQ; ++r) {
       const float p = pt[j * kAttnBQ + r];
       for (int c = 0; c < NV; ++c) acc[r][c] += p * vv[c];
     }
   }
   for (int r = 0; r < RQ; ++r)
-    for (int c = 0; c < NV; ++c) vst(o + r * ldo + 16 * c, acc[r][c]);
+    std::memcpy(o + r * ldo, acc[r], sizeof acc[r]);
 }
 
 template <int RQ>

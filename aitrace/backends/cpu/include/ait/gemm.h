@@ -159,13 +159,12 @@ template <int MRK, int NVK>
 static void ukernel(int64_t kc, const float* __restrict a, const float* __restrict b,
                     const float* cin, int64_t ldin, float* cout, int64_t ldout) {
   using V = Vec::V;
-#if defined(__SSE__)
+#if defined(__GNUC__)
   if (cin) {  // partial sums come back from L2/L3 at the end: start fetching them now
 #pragma GCC unroll 16
     for (int r = 0; r < MRK; ++r)
 #pragma GCC unroll 8
-      for (int v = 0; v < (NVK * kW + 15) / 16; ++v)
-        _mm_prefetch(reinterpret_cast<const char*>(cin + r * ldin + v * 16), _MM_HINT_T0);
+      for (int v = 0; v < (NVK * kW + 15) / 16; ++v) __builtin_prefetch(cin + r * ldin + v * 16, 0, 3);
   }
 #endif
   V acc[MRK][NVK];

@@ -135,21 +135,21 @@ void copy_strided(const T* src, const int64_t* src_strides, T* dst, const int64_
   if (szd == 1 && iabs(szs) != 1)
     for (int d = 0; d < z; ++d)
       if (iabs(ss[d]) == 1 && sh[d] >= 4) a = d;
-  if (a >= 0 && len >= 4) {
+  if (a >= 0 && len >= 2) {
     // outer dims: all but a and z
     int64_t osh[kMaxDims], oss[kMaxDims], ods[kMaxDims];
     int ond = 0;
     for (int d = 0; d < z; ++d)
       if (d != a) { osh[ond] = sh[d]; oss[ond] = ss[d]; ods[ond] = ds[d]; ++ond; }
     const int64_t na = sh[a], sa = ss[a], da = ds[a];
-    // Tiles of TB x TB: read TB src runs along a (each a full cache line), write TB dst runs
-    // along z; power-of-two strides then cost no cache-set conflicts.
-    constexpr int64_t TB = std::max<int64_t>(8, std::min<int64_t>(64, 64 / int64_t(sizeof(T))));
+    // Tiles of TB x TB: read TB src runs along a into a transposed local tile, then write TB
+    // dense dst runs along z (memcpy): no strided access to main memory on either side.
+    constexpr int64_t TB = sizeof(T) >= 4 ? 32 : 16;
     const int64_t ta = (na + TB - 1) / TB, tz = (len + TB - 1) / TB;
     const int64_t outer = total / (na * len);
     for_chunks(outer * ta * tz, total, [&](int64_t b, int64_t e) {
       int64_t idx[kMaxDims];
-      T tile[TB * TB];
+      alignas(64) T tile[TB * TB];
       for (int64_t u = b; u < e; ++u) {
         const int64_t t = u % (ta * tz), ou = u / (ta * tz);
         int64_t so, dof;
@@ -160,11 +160,15 @@ void copy_strided(const T* src, const int64_t* src_strides, T* dst, const int64_
         T* dd = dst + dof + a0 * da + z0;
         for (int64_t iz = 0; iz < mz; ++iz) {
           const T* sr = s + iz * szs;
-          for (int64_t ia = 0; ia < ma; ++ia) tile[iz * TB + ia] = sr[ia * sa];
+          for (int64_t ia = 0; ia < ma; ++ia) tile[ia * TB + iz] = sr[ia * sa];
         }
-        for (int64_t ia = 0; ia < ma; ++ia) {
-          T* AIT_RESTRICT dr = dd + ia * da;
-          for (int64_t iz = 0; iz < mz; ++iz) dr[iz] = tile[iz * TB + ia];
+        if (mz >= 8) {
+          for (int64_t ia = 0; ia < ma; ++ia)
+            std::memcpy(static_cast<void*>(dd + ia * da), static_cast<const void*>(tile + ia * TB),
+                        size_t(mz) * sizeof(T));
+        } else {  // short dst runs (e.g. NCHW -> NHWC with C = 3): no memcpy calls
+          for (int64_t ia = 0; ia < ma; ++ia)
+            for (int64_t iz = 0; iz < mz; ++iz) dd[ia * da + iz] = tile[ia * TB + iz];
         }
       }
     });

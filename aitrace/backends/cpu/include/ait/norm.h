@@ -29,30 +29,18 @@ inline float lane_sum(const float* AIT_RESTRICT p, int64_t m) {
   return s;
 }
 
+// One contiguous row through a per-thread fp32 buffer `buf` of n floats: x is read once,
+// exp computed once, y written once.
 template <typename T>
-void softmax_row(const T* x, T* y, int64_t n) {
-  alignas(64) float tmp[kBlk], e[kBlk];
-  const float mx = float(reduce_row<MaxOp<T>>(x, 0, n));
+void softmax_row(const T* x, T* y, int64_t n, float* AIT_RESTRICT buf) {
+  to_f32(x, buf, n);
+  const float mx = reduce_row<MaxOp<float>>(buf, 0, n);
+  for (int64_t i = 0; i < n; ++i) buf[i] = exp_f32(buf[i] - mx);
   double s = 0.0;
-  for (int64_t c = 0; c < n; c += kBlk) {
-    const int64_t m = std::min(kBlk, n - c);
-    const float* AIT_RESTRICT p = as_in(x + c, tmp, m);
-    for (int64_t i = 0; i < m; ++i) e[i] = exp_f32(p[i] - mx);
-    s += lane_sum(e, m);
-    if constexpr (std::is_same<T, float>::value) std::memcpy(y + c, e, size_t(m) * sizeof(float));
-  }
+  for (int64_t c = 0; c < n; c += kBlk) s += lane_sum(buf + c, std::min(kBlk, n - c));
   const float inv = 1.0f / float(s);
-  for (int64_t c = 0; c < n; c += kBlk) {
-    const int64_t m = std::min(kBlk, n - c);
-    if constexpr (std::is_same<T, float>::value) {
-      float* AIT_RESTRICT q = y + c;
-      for (int64_t i = 0; i < m; ++i) q[i] = q[i] * inv;
-    } else {
-      const float* AIT_RESTRICT p = as_in(x + c, tmp, m);
-      for (int64_t i = 0; i < m; ++i) e[i] = exp_f32(p[i] - mx) * inv;
-      from_f32(e, y + c, m);
-    }
-  }
+  for (int64_t i = 0; i < n; ++i) buf[i] = buf[i] * inv;
+  from_f32(buf, y, n);
 }
 
 // softmax over rows of stride `inner`, columns [0, m), m <= kCols.
@@ -85,12 +73,16 @@ void softmax(const T* x, T* y, int64_t outer, int64_t n, int64_t inner) {
   const int64_t jblocks = (inner + kCols - 1) / kCols;
   const int64_t tasks = outer * jblocks;
   const bool par = outer * n * inner >= detail::kParallelMin / 4 && tasks > 1;
-#pragma omp parallel for schedule(static) if (par)
-  for (int64_t t = 0; t < tasks; ++t) {
-    const int64_t o = t / jblocks, j0 = (t % jblocks) * kCols;
-    const int64_t off = o * n * inner + j0;
-    if (inner == 1) detail::softmax_row(x + off, y + off, n);
-    else detail::softmax_cols(x + off, y + off, n, inner, std::min(kCols, inner - j0));
+#pragma omp parallel if (par)
+  {
+    std::vector<float> buf(inner == 1 ? size_t(n) : size_t(0));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t o = t / jblocks, j0 = (t % jblocks) * kCols;
+      const int64_t off = o * n * inner + j0;
+      if (inner == 1) detail::softmax_row(x + off, y + off, n, buf.data());
+      else detail::softmax_cols(x + off, y + off, n, inner, std::min(kCols, inner - j0));
+    }
   }
 }
 
