@@ -34,28 +34,19 @@ def lower_reduce(ctx, e, kname):
         raise NotImplementedError(f"cpu: {e.prim.name} over non-adjacent axes {axes} (transpose first)")
     first, last = (axes[0], axes[-1] + 1) if axes else (0, 0)
     o, n, i = _split(x.aval.shape, first, last, ctx)
-    fn = e.prim.name.replace("reduce_", "reduce_")
-    return _kernel(ctx, kname, e, [f"ait::{fn}<{ctx.storage(x)}, {ctx.storage(y)}>({ctx.name(x)}, "
+    return _kernel(ctx, kname, e, [f"ait::{e.prim.name}<{ctx.storage(x)}, {ctx.storage(y)}>({ctx.name(x)}, "
                                    f"{ctx.name(y)}, {o}, {n}, {i});"], "reduce.h")
 
 
-@lowering("cpu", "argmax")
-def lower_argmax(ctx, e, kname):
+@lowering("cpu", "argmax", "softmax")
+def lower_axis_op(ctx, e, kname):
+    """One axis of x as the middle of an [outer, n, inner] view: argmax (reduce.h), softmax (norm.h)."""
     (x,), (y,) = e.invars, e.outvars
     ax = e.params["axis"]
     o, n, i = _split(x.aval.shape, ax, ax + 1, ctx)
-    return _kernel(ctx, kname, e, [f"ait::argmax<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(y)}, {o}, {n}, {i});"],
-                   "reduce.h")
-
-
-# ---------------------------------------------------------------- normalization
-@lowering("cpu", "softmax")
-def lower_softmax(ctx, e, kname):
-    (x,), (y,) = e.invars, e.outvars
-    ax = e.params["axis"]
-    o, n, i = _split(x.aval.shape, ax, ax + 1, ctx)
-    return _kernel(ctx, kname, e, [f"ait::softmax<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(y)}, {o}, {n}, {i});"],
-                   "norm.h")
+    header = "reduce.h" if e.prim.name == "argmax" else "norm.h"
+    return _kernel(ctx, kname, e, [f"ait::{e.prim.name}<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(y)}, "
+                                   f"{o}, {n}, {i});"], header)
 
 
 def _optional(ctx, e, names, start):
@@ -163,7 +154,7 @@ def lower_copy(ctx, e, kname):
     elif e.prim.name == "slice":
         start, step = e.params["start"], e.params["step"]
         ss = [s * k for s, k in zip(src_st, step)]
-        off = shapes.prod([1]) * 0
+        off = 0
         for s, a in zip(src_st, start):
             off = off + s * a
         src = f"{src} + {ctx.dim(off)}"
