@@ -9,18 +9,21 @@
 //       and writing into a sub-block of a bigger buffer (concatenate: one call per input with
 //       dst offset to its slot). dst must not overlap src, and distinct indices must address
 //       distinct dst elements (no dst stride 0 on a dim of size > 1). ndim <= 64; ndim == 0
-//       copies one element. Dims are squeezed, reordered for dst locality and merged first;
-//       fast paths: innermost contiguous on both sides (memcpy rows), broadcast rows (fill),
-//       and a tiled transpose (cache-line sized tiles) when the src-contiguous and dst-contiguous dims differ.
+//       copies one element; a 0 in shape copies nothing. Dims are squeezed, reordered for dst
+//       locality and merged first; fast paths: innermost contiguous on both sides (memcpy
+//       rows), broadcast rows (fill), and a tiled transpose (cache-line sized tiles through a
+//       local buffer) when the src-contiguous and the dst-contiguous dims differ.
 //   take<T, I>(table, idx, out, outer, n, inner, num_idx)
-//       gather along an axis: table [outer, n, inner], idx [num_idx] (int32/int64),
-//       out [outer, num_idx, inner]: out[o][i][r] = table[o][j][r] with j = idx[i] + n if
-//       idx[i] < 0, then clamped to [0, n-1] (out-of-range indices clamp, as the reference).
-//       n == 0: out is zero-filled.
+//       gather along an axis: table [outer, n, inner], idx [num_idx] (int32/int64; an N-d index
+//       array flattened), out [outer, num_idx, inner]: out[o][i][r] = table[o][j][r] with
+//       j = idx[i] + n if idx[i] < 0, then clamped to [0, n-1] (out-of-range indices clamp, as
+//       the reference). n == 0: out is zero-filled.
 //   pad_constant<T>(src, dst, shape, pad_lo, pad_hi, ndim, value)
 //       numpy.pad(mode="constant"): src contiguous [shape], dst contiguous
-//       [shape[d] + pad_lo[d] + pad_hi[d]], the border filled with `value`; pads >= 0.
-// Parallel (OpenMP) over outer rows / tiles when the copy is large enough.
+//       [shape[d] + pad_lo[d] + pad_hi[d]], the border filled with `value` (a T: for fp16/bf16
+//       pass ait::from_float<ait::half>(v)); pads >= 0; 1 <= ndim <= 64 (ndim == 0 copies the
+//       one element).
+// Parallel (OpenMP) over outer rows / tiles when the copy is large enough (>= 64K elements).
 #pragma once
 #include <algorithm>
 #include <cstdint>

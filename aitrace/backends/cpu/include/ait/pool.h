@@ -11,6 +11,7 @@
 // padding is at most half the kernel), else the number of real inputs (0 of them: NaN).
 // T: float, ait::half, ait::bfloat16 (fp32 compute); max_pool2d also int32_t/int64_t.
 // Vectorized over C (blocks of 256 channels), parallel over N*OH*OW output pixels.
+// x and y must not overlap.
 #pragma once
 #include "reduce.h"
 
@@ -21,8 +22,8 @@ struct PoolGeom {
   int64_t N, H, W, C, KH, KW, SH, SW, PT, PL, OH, OW;
 };
 
-// Calls f(n, oh, ow, h0, h1, w0, w1) for every output pixel; [h0,h1) x [w0,w1) are the real
-// input rows/columns of its window.
+// Calls f(n, oh, ow, hs, ws, h0, h1, w0, w1) for every output pixel: (hs, ws) is the window's
+// top-left corner (may be negative, in the padding), [h0,h1) x [w0,w1) its real input rows/cols.
 template <class F>
 void pool_pixels(const PoolGeom& g, F f) {
   const int64_t pixels = g.N * g.OH * g.OW;

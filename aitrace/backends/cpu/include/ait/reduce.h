@@ -8,10 +8,11 @@
 //   argmax<T>(x, int64_t* y, outer, n, inner)      numpy argmax: index of the first maximum;
 //                                                   the first NaN wins over any number
 // x is [outer, n, inner] contiguous, y is [outer, inner] contiguous; sizes are element counts.
-// Storage types: float, ait::half, ait::bfloat16 (computed in fp32: lanes of fp32 partial sums
-// folded into a double every few thousand elements), int32_t/int64_t (sums in wrapping 64-bit
-// integer arithmetic, so int32 sums wrap exactly as numpy's int32 accumulation) and bool
-// (max/min/argmax). max/min of n == 0 give the identity (-inf / +inf / int limits); argmax of
+// Storage types: float, ait::half, ait::bfloat16 (computed in fp32: 32 lanes of fp32 partial
+// sums, folded into a double after every 256 adds per lane), int32_t/int64_t (sums in wrapping
+// 64-bit integer arithmetic, so int32 sums wrap exactly as numpy's int32 accumulation) and bool
+// (max/min/argmax; a bool sum counts the trues). Tout may differ from Tin (e.g. a float sum
+// stored as half); the result is rounded once. max/min of n == 0 give the identity (-inf / +inf / int limits); argmax of
 // n == 0 gives 0 (the ops layer rejects both).
 // Parallel (OpenMP) over output rows/column blocks; when there are fewer of those than threads
 // (full reductions), the n axis itself is split between threads and the partials merged.
@@ -43,11 +44,12 @@ template <typename T> struct is_lowp : std::false_type {};
 template <> struct is_lowp<half> : std::true_type {};
 template <> struct is_lowp<bfloat16> : std::true_type {};
 
-// The element type the inner loops read: fp32 for fp16/bf16 (converted a block at a time),
-// the storage type itself otherwise (float, ints, bool).
+// std::type_identity_t (C++20): keeps a parameter out of template argument deduction.
 template <typename T> struct type_identity { using type = T; };
 template <typename T> using nondeduced_t = typename type_identity<T>::type;
 
+// The element type the inner loops read: fp32 for fp16/bf16 (converted a block at a time),
+// the storage type itself otherwise (float, ints, bool).
 template <typename T> using in_t = typename std::conditional<is_lowp<T>::value, float, T>::type;
 
 // ---------------------------------------------------------------- block conversions
