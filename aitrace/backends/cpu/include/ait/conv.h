@@ -13,13 +13,17 @@
 // so ait::StoreEpilogue<T>{out, 0, O} stores it and a generated functor may fuse bias etc.
 // Paths:
 //   * 1x1, stride 1, no padding: a plain GEMM on x viewed as [N*H*W, C] (no copy);
-//   * depthwise (groups == C == O): a direct loop vectorized over channels;
+//   * depthwise (groups == C == O): a direct loop, channels in registers, taps outer; it passes
+//     whole output pixels (j0 = 0, n = O);
 //   * otherwise: im2col of a chunk of output rows into a bounded thread-local buffer
-//     (AIT_CONV_IM2COL_BYTES, default 8 MiB), then one batched GEMM over the groups per chunk.
+//     (AIT_CONV_IM2COL_BYTES, default 8 MiB; at least 64 rows per chunk), then one batched GEMM
+//     over the groups per chunk (gemm's batch = group). Grouped convs with few channels per
+//     group (e.g. ResNeXt's 4) are correct but slow on this path (~6-11 GFLOP/s).
 // The weight is used in place as B[k][j] = w[j][k] (k = (kh*KW + kw)*Cg + c): the GEMM packing
 // reads it transposed.
 #pragma once
 #include "gemm.h"
+#include <vector>
 
 #ifndef AIT_CONV_IM2COL_BYTES
 #define AIT_CONV_IM2COL_BYTES (8 << 20)
@@ -38,52 +42,81 @@ struct GroupEpi {
   }
 };
 
-// acc[c] += x[c] * w[c], c < n
-template <typename T>
-AIT_GEMM_INLINE void madd_row(float* __restrict acc, const T* __restrict x, const float* __restrict w,
-                              int64_t n) {
-  int64_t c = 0;
-#if defined(__AVX512F__)
-  for (; c + 16 <= n; c += 16)
-    _mm512_storeu_ps(acc + c, _mm512_fmadd_ps(gemm_detail::load16<T>(x + c), _mm512_loadu_ps(w + c),
-                                              _mm512_loadu_ps(acc + c)));
-#endif
-  for (; c < n; ++c) acc[c] += to_float(x[c]) * w[c];
+// Depthwise, one output pixel, channels [c0, c0 + NV*kW) (the last vector holds `tail` <= kW
+// channels): out[c] = sum_t x_t[c] * w_t[c] over the valid taps t, accumulators in registers.
+template <int NV, typename T>
+AIT_GEMM_INLINE void dw_block(int ntaps, const T* const* xp, const float* const* wp, int64_t c0, int tail,
+                              float* out) {
+  using gemm_detail::Vec;
+  constexpr int W = gemm_detail::kW;
+  Vec::V acc[NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) acc[v] = Vec::zero();
+  for (int t = 0; t < ntaps; ++t) {
+    const T* x = xp[t] + c0;
+    const float* w = wp[t] + c0;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const Vec::V xv = (v == NV - 1 && tail < W) ? gemm_detail::vload_n<T>(x + v * W, tail)
+                                                  : gemm_detail::vload<T>(x + v * W);
+      acc[v] = Vec::fma(xv, Vec::loadu(w + v * W), acc[v]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) Vec::storeu(out + c0 + v * W, acc[v]);
 }
 
 template <typename T, typename Epi>
 void depthwise(const T* x, const T* w, int64_t N, int64_t H, int64_t W, int64_t C, int64_t KH,
                int64_t KW, int64_t OH, int64_t OW, int64_t sh, int64_t sw, int64_t pt, int64_t pl,
                int64_t dh, int64_t dw, Epi& epi) {
-  // weights as [KH*KW][C] floats, so the channel loop is contiguous in both operands
+  using gemm_detail::kW;
+  constexpr int64_t kBlk = 4 * kW;  // channels per register block
+  // weights as [KH*KW][Cp] floats (zero-padded to whole vectors): contiguous along channels
+  const int64_t Cp = gemm_detail::round_up(C, kW), taps = KH * KW;
   gemm_detail::Scratch wt_buf;
-  float* wt = wt_buf.get(size_t(KH * KW * C));
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t t = 0; t < KH * KW; ++t) wt[t * C + c] = to_float(w[c * KH * KW + t]);
+  float* wt = wt_buf.get(size_t(taps * Cp));
+  for (int64_t t = 0; t < taps; ++t)
+    for (int64_t c = 0; c < Cp; ++c) wt[t * Cp + c] = c < C ? to_float(w[c * taps + t]) : 0.f;
   const int64_t rows = N * OH;
   int nth = num_threads();
 #ifdef _OPENMP
-  if (omp_in_parallel() || double(rows) * OW * C * KH * KW < 1e5) nth = 1;
+  if (omp_in_parallel() || double(rows) * OW * C * taps < 1e5) nth = 1;
 #endif
 #pragma omp parallel num_threads(nth) if (nth > 1)
   {
-    gemm_detail::Scratch acc_buf;
-    float* acc = acc_buf.get(size_t(C));
+    gemm_detail::Scratch buf;
+    float* out = buf.get(size_t(Cp));
+    std::vector<const T*> xp(static_cast<size_t>(taps));
+    std::vector<const float*> wp(static_cast<size_t>(taps));
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t n = r / OH, oh = r % OH;
       for (int64_t ow = 0; ow < OW; ++ow) {
-        std::fill(acc, acc + C, 0.f);
+        int nt = 0;
         for (int64_t kh = 0; kh < KH; ++kh) {
           const int64_t ih = oh * sh - pt + kh * dh;
           if (ih < 0 || ih >= H) continue;
           for (int64_t kw = 0; kw < KW; ++kw) {
             const int64_t iw = ow * sw - pl + kw * dw;
             if (iw < 0 || iw >= W) continue;
-            madd_row<T>(acc, x + ((n * H + ih) * W + iw) * C, wt + (kh * KW + kw) * C, C);
+            xp[size_t(nt)] = x + ((n * H + ih) * W + iw) * C;
+            wp[size_t(nt++)] = wt + (kh * KW + kw) * Cp;
           }
         }
-        epi(0, r * OW + ow, 0, acc, C);
+        int64_t c0 = 0;
+        for (; c0 + kBlk <= C; c0 += kBlk) dw_block<4, T>(nt, xp.data(), wp.data(), c0, int(kW), out);
+        if (c0 < C) {
+          const int64_t rem = C - c0, nv = gemm_detail::ceil_div(rem, kW);
+          const int tail = int(rem - (nv - 1) * kW);
+          switch (nv) {
+            case 1: dw_block<1, T>(nt, xp.data(), wp.data(), c0, tail, out); break;
+            case 2: dw_block<2, T>(nt, xp.data(), wp.data(), c0, tail, out); break;
+            case 3: dw_block<3, T>(nt, xp.data(), wp.data(), c0, tail, out); break;
+            default: dw_block<4, T>(nt, xp.data(), wp.data(), c0, tail, out); break;
+          }
+        }
+        epi(0, r * OW + ow, 0, out, C);
       }
     }
   }
@@ -91,6 +124,8 @@ void depthwise(const T* x, const T* w, int64_t N, int64_t H, int64_t W, int64_t 
 
 }  // namespace conv_detail
 
+// x: [N, H, W, C], w: [O, KH, KW, C/groups], both T (float, half, bfloat16); requires
+// groups | C, groups | O, strides >= 1, dilations >= 1, pads >= 0. Parallel (OpenMP) inside.
 template <typename T, typename Epi>
 void conv2d_nhwc(const T* x, const T* w,
                  int64_t N, int64_t H, int64_t W, int64_t C,
@@ -132,14 +167,25 @@ void conv2d_nhwc(const T* x, const T* w,
       const int64_t m = r0 + r, ow = m % OW, oh = (m / OW) % OH, n = m / (OW * OH);
       for (int64_t kh = 0; kh < KH; ++kh) {
         const int64_t ih = oh * stride_h - pad_top + kh * dil_h;
+        const int64_t iw0 = ow * stride_w - pad_left;
+        if (groups == 1 && dil_w == 1 && ih >= 0 && ih < H && iw0 >= 0 && iw0 + KW <= W) {
+          // the whole kernel row is inside and contiguous in x: one copy of KW*C elements
+          std::memcpy(buf + r * Kg + kh * KW * C, x + ((n * H + ih) * W + iw0) * C, size_t(KW * C) * sizeof(T));
+          continue;
+        }
         for (int64_t kw = 0; kw < KW; ++kw) {
           const int64_t iw = ow * stride_w - pad_left + kw * dil_w;
           const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
-          const T* src = x + ((n * H + ih) * W + iw) * C;
+          const T* src = inside ? x + ((n * H + ih) * W + iw) * C : x;
           for (int64_t g = 0; g < groups; ++g) {
             T* dst = buf + (g * R + r) * Kg + (kh * KW + kw) * Cg;
-            if (inside) std::memcpy(dst, src + g * Cg, size_t(Cg) * sizeof(T));
-            else std::memset(dst, 0, size_t(Cg) * sizeof(T));
+            if (Cg < 16) {  // tiny pieces (grouped convs): a library call per piece costs more
+              for (int64_t c = 0; c < Cg; ++c) dst[c] = inside ? src[g * Cg + c] : T{};
+            } else if (inside) {
+              std::memcpy(dst, src + g * Cg, size_t(Cg) * sizeof(T));
+            } else {
+              std::memset(dst, 0, size_t(Cg) * sizeof(T));
+            }
           }
         }
       }
