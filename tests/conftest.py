@@ -8,12 +8,12 @@ from hypothesis import strategies as st
 
 import aitrace as ait
 
-settings.register_profile("ci", max_examples=int(os.environ.get("AITRACE_HYPOTHESIS_EXAMPLES", 25)),
+settings.register_profile("ci", max_examples=int(os.environ.get("AITRACE_HYPOTHESIS_EXAMPLES", 20)),
                           deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.load_profile("ci")
 
 # Host backends every op test runs on; GPU backends have their own `cuda`-marked tests.
-HOST_BACKENDS = [b for b in ait.backends.available() if b in ("reference",)]
+HOST_BACKENDS = [b for b in ait.backends.available() if b in ("reference", "cpu")]
 FLOAT_DTYPES = [ait.float32, ait.float16, ait.bfloat16]
 TOLERANCE = {ait.float32: 1e-5, ait.float16: 1e-2, ait.bfloat16: 1e-2}
 

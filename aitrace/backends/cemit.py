@@ -20,9 +20,9 @@ class Dialect:
                      dtypes.bool_: "bool"}
     compute_types = {dtypes.float16: "float", dtypes.bfloat16: "float", dtypes.float32: "float",
                      dtypes.int32: "int32_t", dtypes.int64: "int64_t", dtypes.bool_: "bool"}
-    math = {"exp": "std::exp", "log": "std::log", "sqrt": "std::sqrt", "tanh": "std::tanh",
-            "erf": "std::erf", "abs": "std::abs", "pow": "std::pow", "max": "std::max",
-            "min": "std::min"}
+    math = {"exp": "ait::vexp", "log": "std::log", "sqrt": "std::sqrt", "tanh": "ait::vtanh",
+            "erf": "ait::verf", "one_plus_erf": "ait::one_plus_erf", "abs": "std::abs",
+            "pow": "std::pow", "max": "std::max", "min": "std::min"}
 
     def storage(self, dt) -> str:
         return self.storage_types[np.dtype(dt)]
@@ -60,7 +60,7 @@ def elementwise_expr(d: Dialect, prim: str, args: list[str], out_dtype, params: 
         "sigmoid": lambda: f"(1.0f / (1.0f + {m['exp']}(-{a[0]})))",
         "relu": lambda: f"{m['max']}({a[0]}, {ct}(0))",
         "silu": lambda: f"({a[0]} / (1.0f + {m['exp']}(-{a[0]})))",
-        "gelu": lambda: f"(0.5f * {a[0]} * (1.0f + {m['erf']}({a[0]} * 0.70710678118654752f)))",
+        "gelu": lambda: f"(0.5f * {a[0]} * {m['one_plus_erf']}({a[0]} * 0.70710678118654752f))",
         "gelu_tanh": lambda: (f"(0.5f * {a[0]} * (1.0f + {m['tanh']}(0.79788456080286536f * "
                               f"({a[0]} + 0.044715f * {a[0]} * {a[0]} * {a[0]}))))"),
         "logical_not": lambda: f"(!{a[0]})",

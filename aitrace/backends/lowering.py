@@ -22,6 +22,25 @@ def lowering(backend: str, *prims: str):
     return deco
 
 
+# backend name -> primitive name -> legalize(eqn) -> None or a replacement function (see
+# passes.rewrite): forms a backend's kernels do not take are rewritten into ones they do.
+LEGALIZERS: dict[str, dict[str, Callable]] = {}
+
+
+def legalizer(backend: str, *prims: str):
+    def deco(fn):
+        for p in prims:
+            LEGALIZERS.setdefault(backend, {})[p] = fn
+        return fn
+    return deco
+
+
+def legalize(graph, backend: str):
+    from ..passes.rewrite import rewrite_eqns
+    table = LEGALIZERS.get(backend, {})
+    return rewrite_eqns(graph, lambda e: table[e.prim.name](e) if e.prim.name in table else None)
+
+
 def load_lowerings(package: str, path) -> None:
     """Import every module of a backend package: each registers its own lowerings."""
     for m in pkgutil.iter_modules(path):

@@ -29,6 +29,12 @@ class Lowered:
         """The generated code text (None for the reference backend, which runs the graph)."""
         return self.source_obj.text
 
+    @property
+    def arena_bytes(self):
+        """Peak bytes of the intermediate-buffer arena (native backends; sympy expression when
+        shapes are dynamic), or None for `reference`."""
+        return self.source_obj.info.get("arena_bytes")
+
     def build(self):
         """Compile the source; returns the shared library's path (None for `reference`)."""
         if self._path is None:

@@ -41,12 +41,13 @@ def is_valid(lib: Path) -> bool:
         return False
 
 
-def cached_build(kind: str, key: str, build: Callable[[Path], None], files: dict | None = None) -> Path:
+def cached_build(kind: str, key: str, build: Callable[[Path], None], files: dict | None = None,
+                 filename: str = "lib.so") -> Path:
     """Path of the library for `key`, calling `build(tmp_path)` only if no valid entry exists.
 
     `files` (name -> text) are written beside the entry for people to read (the source)."""
     entry = cache_dir() / kind / key
-    lib = entry / "lib.so"
+    lib = entry / filename
     if is_valid(lib):
         return lib
     entry.mkdir(parents=True, exist_ok=True)
@@ -56,7 +57,7 @@ def cached_build(kind: str, key: str, build: Callable[[Path], None], files: dict
             return lib
         for name, text in (files or {}).items():
             _atomic_write(entry / name, text.encode())
-        fd, tmp = tempfile.mkstemp(dir=entry, suffix=".so.tmp")
+        fd, tmp = tempfile.mkstemp(dir=entry, suffix=".tmp" + lib.suffix)
         os.close(fd)
         try:
             build(Path(tmp))

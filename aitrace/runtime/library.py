@@ -15,7 +15,7 @@ import numpy as np
 from ..core import shapes
 from ..core.ir import ShapeDtype
 from . import dlpack
-from .interop import like
+from .interop import like, to_numpy
 
 ffi = cffi.FFI()
 ffi.cdef("""
@@ -117,6 +117,11 @@ class Library:
 
     def __call__(self, *arrays, stream=None):
         infos = [dlpack.describe(a, f"argument {i}") for i, a in enumerate(arrays)]
+        for i, (info, aval) in enumerate(zip(infos, self.in_avals)):
+            if info.dtype == np.float64 and aval.dtype == np.float32 and info.device[0] == dlpack.DL_CPU:
+                # float64 is canonicalized to float32 (one explicit copy), as tracing does
+                infos[i] = dlpack.describe(to_numpy(arrays[i], f"argument {i}").astype(np.float32),
+                                           f"argument {i}")
         env = self._bind(infos)
         outs = self.allocate_outputs(env, arrays)
         out_infos = [dlpack.describe(o, f"output {i}") for i, o in enumerate(outs)]

@@ -3,7 +3,8 @@ pooling, convolution, attention, layout): each computes sizes and strides and ma
 from __future__ import annotations
 
 from ...core import shapes
-from ..lowering import Kernel, broadcast_strides, lowering
+from ...ops.layout import reshape, transpose
+from ..lowering import Kernel, broadcast_strides, legalizer, lowering
 
 
 def _kernel(ctx, kname, e, lines, header) -> Kernel:
@@ -26,12 +27,33 @@ def _strides(shape) -> list:
 
 
 # ---------------------------------------------------------------- reductions
-@lowering("cpu", "reduce_sum", "reduce_mean", "reduce_max", "reduce_min")
+REDUCTIONS = ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min")
+
+
+def _adjacent(axes) -> bool:
+    return not axes or list(axes) == list(range(axes[0], axes[-1] + 1))
+
+
+@legalizer("cpu", *REDUCTIONS)
+def legalize_reduce(e):
+    """Reduced axes that are not adjacent: move them last (one transpose), then reduce."""
+    axes, keepdims = e.params["axes"], e.params["keepdims"]
+    if _adjacent(axes):
+        return None
+    x_shape = e.invars[0].aval.shape
+    kept = [d for d in range(len(x_shape)) if d not in axes]
+
+    def fn(x):
+        y = e.prim.bind(transpose(x, kept + list(axes)), axes=tuple(range(len(kept), len(x_shape))),
+                        keepdims=False)
+        return reshape(y, e.outvars[0].aval.shape) if keepdims else y
+    return fn
+
+
+@lowering("cpu", *REDUCTIONS)
 def lower_reduce(ctx, e, kname):
     (x,), (y,) = e.invars, e.outvars
     axes = e.params["axes"]
-    if axes and list(axes) != list(range(axes[0], axes[-1] + 1)):
-        raise NotImplementedError(f"cpu: {e.prim.name} over non-adjacent axes {axes} (transpose first)")
     first, last = (axes[0], axes[-1] + 1) if axes else (0, 0)
     o, n, i = _split(x.aval.shape, first, last, ctx)
     return _kernel(ctx, kname, e, [f"ait::{e.prim.name}<{ctx.storage(x)}, {ctx.storage(y)}>({ctx.name(x)}, "
@@ -99,10 +121,10 @@ def lower_conv2d(ctx, e, kname):
     (sh, sw), ((pt, pb), (pl, pr)) = e.params["stride"], e.params["padding"]
     dh, dw = e.params["dilation"]
     t = ctx.storage(y)
-    return _kernel(ctx, kname, e, [f"ait::conv2d_nhwc<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(w)}, {N}, {H}, {W}, "
+    return _kernel(ctx, kname, e, [f"ait::conv2d_erased<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(w)}, {N}, {H}, {W}, "
                                    f"{C}, {O}, {KH}, {KW}, {sh}, {sw}, {pt}, {pb}, {pl}, {pr}, {dh}, {dw}, "
                                    f"{e.params['groups']}, ait::StoreEpilogue<{t}>{{{ctx.name(y)}, 0, {O}}});"],
-                   "conv.h")
+                   "precompiled.h")
 
 
 # ---------------------------------------------------------------- attention
@@ -127,7 +149,8 @@ def lower_attention(ctx, e, kname):
             f"{e.params['scale']!r}f", "true" if e.params["causal"] else "false", str(kind),
             f"static_cast<const {mt}*>({mask})", *ms, *st(q.aval.shape), *st(k.aval.shape), *st(v.aval.shape),
             *st(o.aval.shape)]
-    return _kernel(ctx, kname, e, [f"ait::attention<{ctx.storage(q)}, {mt}>({', '.join(args)});"], "attention.h")
+    return _kernel(ctx, kname, e, [f"ait::attention<{ctx.storage(q)}, {mt}>({', '.join(args)});"],
+                   "precompiled.h")
 
 
 # ---------------------------------------------------------------- layout

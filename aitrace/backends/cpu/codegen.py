@@ -10,8 +10,8 @@ from ...core import shapes
 from ...core.ir import Eqn, Graph, GraphPrinter, Literal, Var
 from ...passes.memory_plan import plan_memory
 from ..base import Source
-from ..cemit import Dialect, dim_expr
-from ..lowering import LOWERINGS, Kernel
+from ..cemit import ELEMENTWISE, Dialect, dim_expr
+from ..lowering import LOWERINGS, Kernel, legalize
 
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                                trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
@@ -99,7 +99,29 @@ def _input_checks(ctx: Ctx) -> list[str]:
     return lines
 
 
+def _materialize_literals(graph: Graph) -> Graph:
+    """Literal operands of kernels that take pointers become 0-d constants (elementwise loops
+    inline literals, so theirs stay)."""
+    consts, constvars, eqns = list(graph.consts), list(graph.constvars), []
+    for e in graph.eqns:
+        if e.prim.name in ELEMENTWISE or e.prim.name == "fused_elementwise" or \
+                not any(isinstance(a, Literal) for a in e.invars):
+            eqns.append(e)
+            continue
+        invars = []
+        for a in e.invars:
+            if isinstance(a, Literal):
+                v = Var(a.aval)
+                constvars.append(v)
+                consts.append(np.asarray(a.value, a.aval.dtype))
+                a = v
+            invars.append(a)
+        eqns.append(Eqn(e.prim, invars, e.outvars, e.params))
+    return Graph(graph.invars, constvars, consts, eqns, graph.outvars)
+
+
 def generate(graph: Graph, backend: str = "cpu", dialect: Dialect | None = None) -> Source:
+    graph = _materialize_literals(legalize(graph, backend))
     ctx = Ctx(backend, graph, dialect or Dialect())
     plan = plan_memory(graph, VIEW_PRIMS)
     table = LOWERINGS.get(backend, {})

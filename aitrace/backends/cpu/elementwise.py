@@ -55,3 +55,11 @@ def lower_elementwise(ctx, e: Eqn, kname: str) -> Kernel:
         if isinstance(a, Var) and a not in inputs:
             inputs.append(a)
     return chain_kernel(ctx, kname, [e], inputs, list(e.outvars))
+
+
+@lowering("cpu", "fused_elementwise")
+def lower_fused_elementwise(ctx, e: Eqn, kname: str) -> Kernel:
+    sub = e.params["graph"]
+    ops = " -> ".join(se.prim.name for se in sub.eqns)
+    return chain_kernel(ctx, kname, sub.eqns, list(e.invars), list(e.outvars),
+                        comment=f"{ctx.eqn_text(e)}  [{ops}]")

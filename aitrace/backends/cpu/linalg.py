@@ -29,4 +29,4 @@ def lower_matmul(ctx, e, kname: str) -> Kernel:
         ta=ctx.storage(a), tb=ctx.storage(b), tc=ctx.storage(c), a=ctx.name(a), b=ctx.name(b),
         c=ctx.name(c), a_offset=offset(sa), b_offset=offset(sb), a_batch_stride=inner_st_a,
         b_batch_stride=inner_st_b, integer=not dtypes.is_float(c.aval.dtype))
-    return Kernel(kname, definition, ctx.call(kname, e), includes=("ait/gemm.h",))
+    return Kernel(kname, definition, ctx.call(kname, e), includes=("ait/precompiled.h",))
