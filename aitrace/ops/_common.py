@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import dtypes, shapes
-from ..core.ir import Primitive, ShapeDtype
+from ..core.ir import ShapeDtype
 from ..core.tracing import Tracer, is_array, to_numpy
 
 LOW_PRECISION = (dtypes.float16, dtypes.bfloat16)
