@@ -215,8 +215,6 @@ def test_cache_key_ignores_constant_values(cache_dir):
 SANITIZE_SCRIPT = REPO / "tests" / "sanitize_subset.py"
 
 
-@pytest.mark.skipif(os.environ.get("AITRACE_TEST_SANITIZE") != "1",
-                    reason="set AITRACE_TEST_SANITIZE=1 (builds every cpu lowering with ASan+UBSan)")
 @pytest.mark.skipif(not Path(subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
                                             text=True).stdout.strip()).is_file(), reason="no libasan")
 def test_generated_code_is_clean_under_asan_and_ubsan(tmp_path):
