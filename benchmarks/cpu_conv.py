@@ -2,9 +2,8 @@
 side by side in one run.  python benchmarks/cpu_conv.py [--threads N] [--repeat 20]"""
 import argparse
 import os
-import time
-
 import numpy as np
+from timing import median_ms
 
 # (name, H=W, C_in, C_out, kernel, stride): every distinct conv shape of ResNet-50 v1.5
 LAYERS = [
@@ -16,17 +15,6 @@ LAYERS = [
     ("l3 3x3 256", 14, 256, 256, 3, 1), ("l3 1x1 256->1024", 14, 256, 1024, 1, 1),
     ("l4 3x3 512", 7, 512, 512, 3, 1), ("l4 1x1 512->2048", 7, 512, 2048, 1, 1),
 ]
-
-
-def median_ms(fn, repeat):
-    for _ in range(3):
-        fn()
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(ts))
 
 
 def main():
