@@ -6,6 +6,7 @@ from .core.jit import jit  # noqa: F401
 from .core.pytree import register_pytree_node  # noqa: F401
 from .core.shapes import Dim  # noqa: F401
 from .core.tracing import trace  # noqa: F401
+from .core.visualize import visualize  # noqa: F401
 from .ops import *  # noqa: F401,F403
 
 __version__ = "0.1.0"

@@ -140,8 +140,8 @@ class Graph:
     __repr__ = __str__
 
     def _repr_html_(self):
-        import html
-        return f"<pre>{html.escape(str(self))}</pre>"
+        from .visualize import STYLE, graph_html
+        return STYLE + graph_html(self)
 
     @property
     def in_avals(self):

@@ -7,6 +7,8 @@ Order (each constraint has its reason beside it):
 """
 from __future__ import annotations
 
+import os
+
 from ..core.ir import Graph
 from .fuse_elementwise import fuse_elementwise
 from .simplify import simplify
@@ -15,7 +17,19 @@ DEFAULT_PIPELINE = (simplify, fuse_elementwise)
 
 
 def run_pipeline(graph: Graph, passes=None) -> Graph:
-    """Apply `passes` (default: DEFAULT_PIPELINE; `()` turns them all off) in order."""
-    for p in DEFAULT_PIPELINE if passes is None else passes:
+    """Apply `passes` (default: DEFAULT_PIPELINE; `()` turns them all off) in order. With
+    `AITRACE_DUMP=dir`, the input and each pass's output are written as `dir/NN-name.txt`."""
+    dump = os.environ.get("AITRACE_DUMP")
+    if dump:
+        os.makedirs(dump, exist_ok=True)
+        _write(dump, "00-traced", graph)
+    for i, p in enumerate(DEFAULT_PIPELINE if passes is None else passes, 1):
         graph = p(graph)
+        if dump:
+            _write(dump, f"{i:02d}-{getattr(p, '__name__', 'pass')}", graph)
     return graph
+
+
+def _write(directory: str, name: str, graph: Graph) -> None:
+    with open(os.path.join(directory, name + ".txt"), "w") as f:
+        f.write(str(graph) + "\n")
