@@ -118,11 +118,16 @@ def _layer_norm_impl(x, *rest, eps, has_weight, has_bias):
         d = xf - mu
         var = np.mean(d * d, axis=-1, keepdims=True)  # biased, as torch
         y = d / np.sqrt(var + np.float32(eps))
-        if "weight" in opt:
-            y = y * opt["weight"]
-        if "bias" in opt:
-            y = y + opt["bias"]
-    return y.astype(x.dtype)
+    return _affine(y, opt).astype(x.dtype)
+
+
+def _affine(y, opt):
+    """y * weight + bias for the affine operands present (fp32)."""
+    if "weight" in opt:
+        y = y * opt["weight"]
+    if "bias" in opt:
+        y = y + opt["bias"]
+    return y
 
 
 layer_norm_p = Primitive("layer_norm", _layer_norm_abstract, _layer_norm_impl)
@@ -134,8 +139,8 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5):
     eps = _check_eps("layer_norm", eps)
     present = [v for v in (weight, bias) if v is not None]
     x, *present = _floats("layer_norm", x, *present)
-    return layer_norm_p.bind(x, *present, eps=eps,
-                 has_weight=weight is not None, has_bias=bias is not None)
+    return layer_norm_p.bind(x, *present, eps=eps, has_weight=weight is not None,
+                             has_bias=bias is not None)
 
 
 # ---------------------------------------------------------------- batch_norm
@@ -154,11 +159,7 @@ def _batch_norm_impl(x, mean, var, *rest, eps, has_weight, has_bias):
     opt = {k: up(v) for k, v in _optional(("weight", "bias"), (has_weight, has_bias), rest).items()}
     with np.errstate(all="ignore"):
         y = (up(x) - up(mean)) / np.sqrt(up(var) + np.float32(eps))
-        if "weight" in opt:
-            y = y * opt["weight"]
-        if "bias" in opt:
-            y = y + opt["bias"]
-    return y.astype(x.dtype)
+    return _affine(y, opt).astype(x.dtype)
 
 
 batch_norm_p = Primitive("batch_norm", _batch_norm_abstract, _batch_norm_impl)
@@ -170,8 +171,8 @@ def batch_norm(x, mean, var, weight=None, bias=None, eps: float = 1e-5):
     eps = _check_eps("batch_norm", eps)
     present = [v for v in (weight, bias) if v is not None]
     x, mean, var, *present = _floats("batch_norm", x, mean, var, *present)
-    return batch_norm_p.bind(x, mean, var, *present, eps=eps,
-                 has_weight=weight is not None, has_bias=bias is not None)
+    return batch_norm_p.bind(x, mean, var, *present, eps=eps, has_weight=weight is not None,
+                             has_bias=bias is not None)
 
 
 __all__ = ["softmax", "layer_norm", "batch_norm"]

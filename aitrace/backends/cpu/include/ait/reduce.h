@@ -325,14 +325,18 @@ template <typename Tout, typename V> inline Tout cast_out(V v) {
   else return from_float<Tout>(float(v));
 }
 
+// A reduction whose total is converted to the output type as it is.
+template <typename Op, typename Tin, typename Tout>
+void reduce_cast(const Tin* x, Tout* y, int64_t outer, int64_t n, int64_t inner) {
+  reduce_driver<Op>(x, y, outer, n, inner, [](typename Op::Tot t) { return cast_out<Tout>(t); });
+}
+
 }  // namespace detail
 
 // ---------------------------------------------------------------- public kernels
 template <typename Tin, typename Tout>
 void reduce_sum(const Tin* x, Tout* y, int64_t outer, int64_t n, int64_t inner) {
-  using Op = detail::SumOp<Tin>;
-  detail::reduce_driver<Op>(x, y, outer, n, inner,
-                            [](typename Op::Tot t) { return detail::cast_out<Tout>(t); });
+  detail::reduce_cast<detail::SumOp<Tin>>(x, y, outer, n, inner);
 }
 
 template <typename Tin, typename Tout>
@@ -350,16 +354,12 @@ void reduce_mean(const Tin* x, Tout* y, int64_t outer, int64_t n, int64_t inner)
 
 template <typename Tin, typename Tout>
 void reduce_max(const Tin* x, Tout* y, int64_t outer, int64_t n, int64_t inner) {
-  using Op = detail::MaxOp<Tin>;
-  detail::reduce_driver<Op>(x, y, outer, n, inner,
-                            [](typename Op::Tot t) { return detail::cast_out<Tout>(t); });
+  detail::reduce_cast<detail::MaxOp<Tin>>(x, y, outer, n, inner);
 }
 
 template <typename Tin, typename Tout>
 void reduce_min(const Tin* x, Tout* y, int64_t outer, int64_t n, int64_t inner) {
-  using Op = detail::MinOp<Tin>;
-  detail::reduce_driver<Op>(x, y, outer, n, inner,
-                            [](typename Op::Tot t) { return detail::cast_out<Tout>(t); });
+  detail::reduce_cast<detail::MinOp<Tin>>(x, y, outer, n, inner);
 }
 
 namespace detail {
