@@ -87,10 +87,18 @@ def precompiled_header(cxx: str, fl: tuple) -> Path:
 def precompiled_kernels(cxx: str, fl: tuple) -> Path:
     """The object file of ait/precompiled.h's instantiations (GEMM, conv, attention): built once
     per compiler, flags and headers, then linked into every generated library."""
-    text = (Path(__file__).parent / "kernels.cpp").read_text()
-    key = cache.key_of(text, compiler_identity(cxx), " ".join(fl), headers_digest())
-    return cache.cached_build("cpu-kernels", key, lambda out: _compile(cxx, list(fl), text, out, compile_only=True),
+    text = KERNELS_CPP.read_text()
+    return cache.cached_build("cpu-kernels", _kernels_entry(cxx, fl).parent.name,
+                              lambda out: _compile(cxx, list(fl), text, out, compile_only=True),
                               filename="kernels.o")
+
+
+KERNELS_CPP = Path(__file__).parent / "kernels.cpp"
+
+
+def _kernels_entry(cxx: str, fl: tuple) -> Path:
+    key = cache.key_of(KERNELS_CPP.read_text(), compiler_identity(cxx), " ".join(fl), headers_digest())
+    return cache.cache_dir() / "cpu-kernels" / key / "kernels.o"
 
 
 @register
@@ -108,7 +116,9 @@ class CpuBackend(Backend):
         cxx, fl = compiler(), flags()
         key = cache.key_of(source.text, compiler_identity(cxx), " ".join(fl), headers_digest())
         n = len(source.info.get("kernels", ()))
-        with progress(f"compiling {n} kernels for the cpu"):
+        first = "" if cache.is_valid(_kernels_entry(cxx, tuple(fl))) else \
+            " and, once per machine, the shared kernel library"
+        with progress(f"compiling {n} kernels for the cpu{first}"):
             kernels = precompiled_kernels(cxx, tuple(fl))
             pch = ["-include", str(precompiled_header(cxx, tuple(fl))), "-Winvalid-pch"]
             return cache.cached_build("cpu", key, lambda out: _compile(cxx, fl + pch, source.text, out, [kernels]),
