@@ -57,12 +57,12 @@ def test_visualize_boxes_fused_kernels(tmp_path, monkeypatch):
     page = v._repr_html_()
     assert "before passes" in page and "after passes" in page
     box = page[page.index('class="ait-k"'):]
-    assert "fused_elementwise" in box and "relu" in box and "add" in box
+    assert "fused_gemm" in box and "relu" in box and "add" in box
     v.save(tmp_path / "g.html")
     assert (tmp_path / "g.html").read_text().startswith("<!doctype html>")
     assert "matmul" in ait.trace(lambda a: a @ w)(x)._repr_html_()
     monkeypatch.setenv("AITRACE_DUMP", str(tmp_path / "dump"))
     ait.jit(lambda a: ait.relu(a * 2.0 + 1.0), backend="reference")(x)
     assert sorted(p.name for p in (tmp_path / "dump").iterdir()) == [
-        "00-traced.txt", "01-simplify.txt", "02-fuse_elementwise.txt"]
+        "00-traced.txt", "01-simplify.txt", "02-fuse_elementwise.txt", "03-fuse_epilogue.txt"]
     assert "fused_elementwise" in (tmp_path / "dump" / "02-fuse_elementwise.txt").read_text()

@@ -27,8 +27,8 @@ def graph_html(g: Graph, title: str = "") -> str:
     def eqn_row(e) -> str:
         outs = " ".join(p.binder(v) for v in e.outvars)
         args = " ".join(p.name(a) for a in e.invars)
-        sub = e.params.get("graph")
-        if isinstance(sub, Graph):
+        sub = next((v for v in e.params.values() if isinstance(v, Graph)), None)
+        if sub is not None:
             inner = "".join(eqn_row(se) for se in sub.eqns)
             return (f'<div class="ait-k"><div class="ait-t">{html.escape(e.prim.name)} '
                     f'({len(sub.eqns)} ops) -> {html.escape(outs)}</div>{inner}</div>')

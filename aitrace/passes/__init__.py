@@ -3,7 +3,9 @@
 Order (each constraint has its reason beside it):
   1. simplify (constant folding incl. batch norm into conv weights, CSE, identities, then DCE):
      first, so later passes see neither dead nor foldable work.
-  2. fuse_elementwise: last, so it groups the final elementwise chains.
+  2. fuse_elementwise: after simplify, so it groups the final elementwise chains.
+  3. fuse_epilogue: after fuse_elementwise, so a whole chain after a GEMM/conv moves into its
+     epilogue at once.
 """
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ import os
 
 from ..core.ir import Graph
 from .fuse_elementwise import fuse_elementwise
+from .fuse_epilogue import fuse_epilogue
 from .simplify import simplify
 
-DEFAULT_PIPELINE = (simplify, fuse_elementwise)
+DEFAULT_PIPELINE = (simplify, fuse_elementwise, fuse_epilogue)
 
 
 def run_pipeline(graph: Graph, passes=None) -> Graph:

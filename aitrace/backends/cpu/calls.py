@@ -115,16 +115,21 @@ def lower_pool(ctx, e, kname):
 
 @lowering("cpu", "conv2d")
 def lower_conv2d(ctx, e, kname):
-    (x, w), (y,) = e.invars, e.outvars
+    y = e.outvars[0]
+    store = f"ait::StoreEpilogue<{ctx.storage(y)}>{{{ctx.name(y)}, 0, {ctx.dim(y.aval.shape[-1])}}}"
+    return conv2d_call(ctx, e, kname, e.params, store)
+
+
+def conv2d_call(ctx, e, kname, params, epilogue: str) -> Kernel:
+    """conv2d of e's first two operands; `epilogue` constructs the functor storing the result."""
+    x, w = e.invars[:2]
     N, H, W, C = map(ctx.dim, x.aval.shape)
     O, KH, KW = map(ctx.dim, w.aval.shape[:3])
-    (sh, sw), ((pt, pb), (pl, pr)) = e.params["stride"], e.params["padding"]
-    dh, dw = e.params["dilation"]
-    t = ctx.storage(y)
+    (sh, sw), ((pt, pb), (pl, pr)) = params["stride"], params["padding"]
+    dh, dw = params["dilation"]
     return _kernel(ctx, kname, e, [f"ait::conv2d_erased<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(w)}, {N}, {H}, {W}, "
                                    f"{C}, {O}, {KH}, {KW}, {sh}, {sw}, {pt}, {pb}, {pl}, {pr}, {dh}, {dw}, "
-                                   f"{e.params['groups']}, ait::StoreEpilogue<{t}>{{{ctx.name(y)}, 0, {O}}});"],
-                   "precompiled.h")
+                                   f"{params['groups']}, {epilogue});"], "precompiled.h")
 
 
 # ---------------------------------------------------------------- attention

@@ -9,6 +9,19 @@ from ..cemit import ELEMENTWISE, elementwise_expr
 from ..lowering import Kernel, broadcast_strides, lowering, split_inner
 
 
+def statements(ctx, eqns: list[Eqn], locals_: dict) -> list[str]:
+    """One C statement per elementwise eqn, over the locals already named in `locals_`
+    (Var -> C name; extended with each result)."""
+    lines = []
+    for n, e in enumerate(eqns):
+        args = [ctx.dialect.literal(a.value, a.aval.dtype) if isinstance(a, Literal) else locals_[a]
+                for a in e.invars]
+        expr = elementwise_expr(ctx.dialect, e.prim.name, args, e.outvars[0].aval.dtype, e.params)
+        locals_[e.outvars[0]] = f"t{n}"
+        lines.append(f"const {ctx.compute(e.outvars[0])} t{n} = {expr};  // {e.prim.name}")
+    return lines
+
+
 def chain_kernel(ctx, kname: str, eqns: list[Eqn], inputs: list[Var], outputs: list[Var],
                  comment: str = "") -> Kernel:
     """A kernel computing `eqns` (elementwise, in order) elementwise over the outputs' shape."""
@@ -25,13 +38,7 @@ def chain_kernel(ctx, kname: str, eqns: list[Eqn], inputs: list[Var], outputs: l
         idx = "i" if inner_contig else "0"
         locals_[v] = f"a{j}"
         body.append(f"const {ctx.compute(v)} a{j} = ait::load<{ctx.compute(v)}>(p{j}[{idx}]);")
-    for n, e in enumerate(eqns):
-        args = [ctx.dialect.literal(a.value, a.aval.dtype) if isinstance(a, Literal) else locals_[a]
-                for a in e.invars]
-        prim = e.prim.name
-        expr = elementwise_expr(ctx.dialect, prim, args, e.outvars[0].aval.dtype, e.params)
-        locals_[e.outvars[0]] = f"t{n}"
-        body.append(f"const {ctx.compute(e.outvars[0])} t{n} = {expr};  // {prim}")
+    body += statements(ctx, eqns, locals_)
     outs = []
     for j, v in enumerate(outputs):
         outs.append(dict(type=ctx.storage(v), local=f"q{j}", name=ctx.name(v)))
