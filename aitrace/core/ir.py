@@ -240,6 +240,11 @@ def typecheck(g: Graph) -> None:
             raise TypeError(f"output {v!r} is not defined")
 
 
+def unique_vars(atoms) -> list:
+    """The Vars among `atoms`, each once, in order (Literals dropped)."""
+    return list(dict.fromkeys(a for a in atoms if isinstance(a, Var)))
+
+
 def used_vars(g: Graph) -> set:
     return {a for e in g.eqns for a in e.invars if isinstance(a, Var)} | \
            {v for v in g.outvars if isinstance(v, Var)}

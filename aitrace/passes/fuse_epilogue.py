@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..core import dtypes, shapes
 from ..core.interpreter import eval_graph
-from ..core.ir import PRIMITIVES, Eqn, Graph, Primitive, Var
+from ..core.ir import PRIMITIVES, Eqn, Graph, Primitive, Var, unique_vars
 from .fuse_elementwise import ELEMENTWISE
 
 BASES = ("matmul", "conv2d")
@@ -59,8 +59,7 @@ def fuse_epilogue(graph: Graph) -> Graph:
         if c.prim.name == "fused_elementwise":
             sub = c.params["graph"]
         elif c.prim.name in ELEMENTWISE:
-            ins = list(dict.fromkeys(a for a in c.invars if isinstance(a, Var)))
-            sub = Graph(ins, [], [], [c], c.outvars)
+            sub = Graph(unique_vars(c.invars), [], [], [c], c.outvars)
         else:
             continue
         if len(sub.outvars) != 1 or sub.outvars[0].aval.shape != y.aval.shape:

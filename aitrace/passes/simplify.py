@@ -16,6 +16,7 @@ class _Builder:
         self.consts = dict(zip(graph.constvars, graph.consts))
         self.constvars = list(graph.constvars)
         self.eqns: list[Eqn] = []
+        self.defined_by: dict = {}  # Var -> the kept eqn that defines it
         self.seen: dict = {}
 
     def read(self, a):
@@ -35,11 +36,12 @@ class _Builder:
         self.constvars.append(v)
         return v
 
+    def emit(self, e: Eqn) -> None:
+        self.eqns.append(e)
+        self.defined_by.update((v, e) for v in e.outvars)
+
     def producer(self, a):
-        for e in reversed(self.eqns):
-            if a in e.outvars:
-                return e
-        return None
+        return self.defined_by.get(a)
 
 
 def _is_scalar(b: _Builder, a, x) -> bool:
@@ -103,13 +105,13 @@ def _fold_batch_norm(b: _Builder, e: Eqn):
     wv = np.asarray(b.value(conv.invars[1]), np.float64)
     new_w = b.const((wv * scale[:, None, None, None]), conv.invars[1])
     new_y = Var(y.aval)
-    b.eqns.append(Eqn(conv.prim, [conv.invars[0], new_w], [new_y], conv.params))
+    b.emit(Eqn(conv.prim, [conv.invars[0], new_w], [new_y], conv.params))
     total = shift + (bias * scale if bias is not None else 0.0)
     c = Var(ShapeDtype((scale.shape[0],), e.outvars[0].aval.dtype))
     b.consts[c] = np.asarray(total, c.aval.dtype)
     b.constvars.append(c)
     from ..ops.elementwise import BINARY_PRIMS
-    b.eqns.append(Eqn(BINARY_PRIMS["add"], [new_y, c], e.outvars, {}))
+    b.emit(Eqn(BINARY_PRIMS["add"], [new_y, c], e.outvars, {}))
     return True
 
 
@@ -145,6 +147,6 @@ def simplify(graph: Graph) -> Graph:
             continue
         if key is not None:
             b.seen[key] = e.outvars
-        b.eqns.append(e)
+        b.emit(e)
     outvars = [b.read(v) for v in graph.outvars]
     return dce(Graph(graph.invars, b.constvars, [b.consts[v] for v in b.constvars], b.eqns, outvars))

@@ -7,12 +7,12 @@ generated kernels read row-major data.
 from __future__ import annotations
 
 import ctypes
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..core import dtypes
+from .interop import is_torch_tensor
 
 # DLPack type codes
 DL_INT, DL_UINT, DL_FLOAT, DL_BFLOAT, DL_BOOL = 0, 1, 2, 4, 6
@@ -36,11 +36,6 @@ class ArrayInfo:
     owner: object
 
 
-def _torch(x):
-    t = sys.modules.get("torch")
-    return t is not None and isinstance(x, t.Tensor)
-
-
 def describe(x, name: str) -> ArrayInfo:
     """Read an array's pointer, shape, dtype and device, copying only to make it contiguous."""
     if isinstance(x, np.generic):
@@ -49,7 +44,7 @@ def describe(x, name: str) -> ArrayInfo:
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
         return ArrayInfo(x.__array_interface__["data"][0], x.shape, x.dtype, (DL_CPU, 0), x)
-    if _torch(x):
+    if is_torch_tensor(x):
         if not x.is_contiguous():
             x = x.contiguous()
         dt = dtypes.dtype(str(x.dtype).removeprefix("torch.")) if x.dtype.is_floating_point or \

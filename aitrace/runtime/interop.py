@@ -12,7 +12,7 @@ import numpy as np
 from ..core import dtypes
 
 
-def _torch_tensor(x):
+def is_torch_tensor(x):
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(x, torch.Tensor)
 
@@ -21,7 +21,7 @@ def check_host(x, name: str = "argument") -> None:
     """Raise ValueError naming `name` unless `x` lives in host (CPU) memory."""
     if isinstance(x, (np.ndarray, np.generic)):
         return
-    if _torch_tensor(x):
+    if is_torch_tensor(x):
         if x.device.type != "cpu":
             raise ValueError(f"{name} is on device {x.device}, expected a CPU array")
     elif hasattr(x, "__dlpack__"):
@@ -37,7 +37,7 @@ def to_numpy(x, name: str = "argument") -> np.ndarray:
     if isinstance(x, np.generic):
         return np.asarray(x)
     check_host(x, name)
-    if _torch_tensor(x):
+    if is_torch_tensor(x):
         x = x.detach()
         if str(x.dtype) == "torch.bfloat16":
             import torch
@@ -53,7 +53,7 @@ def to_numpy(x, name: str = "argument") -> np.ndarray:
 
 def like(ref, a: np.ndarray):
     """Return numpy array `a` as an array of `ref`'s library (torch in -> torch out), no copy."""
-    if _torch_tensor(ref):
+    if is_torch_tensor(ref):
         import torch
         if a.dtype == dtypes.bfloat16:
             return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16)

@@ -7,7 +7,6 @@ before any kernel runs, and returns outputs as arrays of the first input's libra
 from __future__ import annotations
 
 import queue
-import threading
 
 import cffi
 import numpy as np
@@ -53,7 +52,6 @@ class Library:
         self._check(self.lib.ait_create(model, ptrs, len(consts)), "create")
         self.model = ffi.gc(model[0], self.lib.ait_destroy)
         self._contexts: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
 
     def _check(self, rc: int, what: str):
         if rc != 0:
@@ -112,7 +110,7 @@ class Library:
         t.shape, t.strides, t.byte_offset = shape, ffi.NULL, 0
         return t
 
-    def allocate_outputs(self, env: dict, like_arrays):
+    def allocate_outputs(self, env: dict):
         return [np.empty(tuple(shapes.evaluate(d, env) for d in a.shape), a.dtype) for a in self.out_avals]
 
     def __call__(self, *arrays, stream=None):
@@ -123,7 +121,7 @@ class Library:
                 infos[i] = dlpack.describe(to_numpy(arrays[i], f"argument {i}").astype(np.float32),
                                            f"argument {i}")
         env = self._bind(infos)
-        outs = self.allocate_outputs(env, arrays)
+        outs = self.allocate_outputs(env)
         out_infos = [dlpack.describe(o, f"output {i}") for i, o in enumerate(outs)]
         keep: list = []
         ins = ffi.new("DLTensor[]", max(len(infos), 1))

@@ -7,7 +7,7 @@ import jinja2
 import numpy as np
 
 from ...core import shapes
-from ...core.ir import Eqn, Graph, GraphPrinter, Literal, Var
+from ...core.ir import Eqn, Graph, GraphPrinter, Literal, Var, unique_vars
 from ...passes.memory_plan import plan_memory
 from ..base import Source
 from ..cemit import ELEMENTWISE, Dialect, dim_expr
@@ -58,22 +58,13 @@ class Ctx:
 
     def signature(self, kname: str, e: Eqn, extra_params: str = "") -> str:
         """`static void kname(const T* __restrict in..., T* __restrict out..., dims)`."""
-        ps = [f"const {self.storage(a)}* __restrict {self.name(a)}" for a in _unique_vars(e.invars)]
+        ps = [f"const {self.storage(a)}* __restrict {self.name(a)}" for a in unique_vars(e.invars)]
         ps += [f"{self.storage(v)}* __restrict {self.name(v)}" for v in e.outvars]
         return f"static void {kname}({', '.join(ps + ([extra_params] if extra_params else []) + ['const int64_t* dims'])})"
 
     def call(self, kname: str, e: Eqn) -> str:
-        args = [self.name(a) for a in _unique_vars(e.invars)] + [self.name(v) for v in e.outvars]
+        args = [self.name(a) for a in unique_vars(e.invars)] + [self.name(v) for v in e.outvars]
         return f"{kname}({', '.join(args + ['dims'])});"
-
-
-def _unique_vars(atoms):
-    seen, out = set(), []
-    for a in atoms:
-        if isinstance(a, Var) and a not in seen:
-            seen.add(a)
-            out.append(a)
-    return out
 
 
 def _input_checks(ctx: Ctx) -> list[str]:

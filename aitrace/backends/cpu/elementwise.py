@@ -4,7 +4,7 @@ with more statements, so one op and a fused chain share this code."""
 from __future__ import annotations
 
 from ...core import shapes
-from ...core.ir import Eqn, Literal, Var
+from ...core.ir import Eqn, Literal, Var, unique_vars
 from ..cemit import ELEMENTWISE, elementwise_expr
 from ..lowering import Kernel, broadcast_strides, lowering, split_inner
 
@@ -57,11 +57,7 @@ def chain_kernel(ctx, kname: str, eqns: list[Eqn], inputs: list[Var], outputs: l
 
 @lowering("cpu", *sorted(ELEMENTWISE - {"gelu_tanh"}), "gelu_tanh")
 def lower_elementwise(ctx, e: Eqn, kname: str) -> Kernel:
-    inputs = []
-    for a in e.invars:
-        if isinstance(a, Var) and a not in inputs:
-            inputs.append(a)
-    return chain_kernel(ctx, kname, [e], inputs, list(e.outvars))
+    return chain_kernel(ctx, kname, [e], unique_vars(e.invars), list(e.outvars))
 
 
 @lowering("cpu", "fused_elementwise")
