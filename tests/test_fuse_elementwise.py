@@ -66,3 +66,60 @@ def test_visualize_boxes_fused_kernels(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "dump").iterdir()) == [
         "00-traced.txt", "01-simplify.txt", "02-fuse_elementwise.txt", "03-fuse_epilogue.txt"]
     assert "fused_elementwise" in (tmp_path / "dump" / "02-fuse_elementwise.txt").read_text()
+
+
+def test_chain_interrupted_by_an_unrelated_op_is_still_one_kernel():
+    x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    w = np.ones((8, 8), np.float32)
+
+    def fn(a, b):
+        h = ait.relu(a * 2.0)
+        m = b @ w            # unrelated to the chain on `a`
+        return ait.tanh(h + 1.0), m
+    g, _ = trace_to_graph(fn, (x, x))
+    f = fuse_elementwise(g)
+    ait.typecheck(f)
+    assert [e.prim.name for e in f.eqns] == ["matmul", "fused_elementwise"]
+    for before, after in zip(eval_graph(g, [x, x]), eval_graph(f, [x, x])):
+        assert_close(after, before, ait.float32)
+
+
+def test_independent_chains_stay_separate_kernels():
+    x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    g, _ = trace_to_graph(lambda a, b: (ait.relu(a + 1.0), ait.tanh(b * 2.0)), (x, x))
+    assert [e.prim.name for e in fuse_elementwise(g).eqns] == ["fused_elementwise", "fused_elementwise"]
+
+
+def test_cheap_broadcast_producer_is_recomputed_inside_the_larger_loop():
+    x = np.random.default_rng(0).standard_normal((2, 3, 16)).astype(np.float32)
+
+    def fn(a):
+        m = ait.mean(a, axis=-1, keepdims=True)
+        v = ait.mean(a * a, axis=-1, keepdims=True) - m * m
+        inv = ait.rsqrt(v + 1e-5)          # [2, 3, 1]
+        return (a - m) * inv * 2.0 + 1.0   # [2, 3, 16]
+    g, _ = trace_to_graph(fn, (x,))
+    f = fuse_elementwise(g)
+    ait.typecheck(f)
+    names = [e.prim.name for e in f.eqns]
+    assert names == ["reduce_mean", "mul", "reduce_mean", "fused_elementwise"]
+    (fused,) = [e for e in f.eqns if e.prim.name == "fused_elementwise"]
+    assert "rsqrt" in [e.prim.name for e in fused.params["graph"].eqns]
+    assert_close(eval_graph(f, [x])[0], eval_graph(g, [x])[0], ait.float32)
+    assert_close(ait.jit(fn, backend="cpu")(x), ait.jit(fn, backend="reference", passes=())(x), ait.float32)
+
+
+def test_expensive_or_shared_broadcast_producer_is_not_recomputed():
+    x = np.random.default_rng(0).standard_normal((2, 3, 16)).astype(np.float32)
+
+    def fn(a):
+        s = ait.exp(ait.max(a, axis=-1, keepdims=True) * 0.5)   # exp: not recomputed per element
+        return a * s + 1.0
+    f = fuse_elementwise(trace_to_graph(fn, (x,))[0])
+    assert [e.prim.name for e in f.eqns][-2:] == ["fused_elementwise", "fused_elementwise"]
+
+    def shared(a):
+        s = ait.sum(a, axis=-1, keepdims=True) * 0.5               # also an output
+        return a * s + 1.0, s
+    f = fuse_elementwise(trace_to_graph(shared, (x,))[0])
+    assert [e.prim.name for e in f.eqns] == ["reduce_sum", "mul", "fused_elementwise"]
