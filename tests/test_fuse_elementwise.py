@@ -64,7 +64,8 @@ def test_visualize_boxes_fused_kernels(tmp_path, monkeypatch):
     monkeypatch.setenv("AITRACE_DUMP", str(tmp_path / "dump"))
     ait.jit(lambda a: ait.relu(a * 2.0 + 1.0), backend="reference")(x)
     assert sorted(p.name for p in (tmp_path / "dump").iterdir()) == [
-        "00-traced.txt", "01-simplify.txt", "02-fuse_elementwise.txt", "03-fuse_epilogue.txt"]
+        "00-traced.txt", "01-simplify.txt", "02-fuse_elementwise.txt", "03-fuse_epilogue.txt",
+        "04-fuse_memory.txt"]
     assert "fused_elementwise" in (tmp_path / "dump" / "02-fuse_elementwise.txt").read_text()
 
 

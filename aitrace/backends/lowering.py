@@ -11,15 +11,72 @@ from ..core import shapes
 
 # backend name -> primitive name -> lowering(ctx, eqn) -> Kernel
 LOWERINGS: dict[str, dict[str, Callable]] = {}
+# backend name -> primitive name -> (reads, writes): which strided views its kernel takes
+# (see passes.fuse_memory); a lowering registered without them reads and writes contiguous only.
+STRIDED: dict[str, dict[str, tuple]] = {}
 
 
-def lowering(backend: str, *prims: str):
-    """Register a lowering of the named primitives for one backend."""
+def lowering(backend: str, *prims: str, reads: Callable | None = None, writes: Callable | None = None):
+    """Register a lowering of the named primitives for one backend. `reads(eqn, i, view)` /
+    `writes(eqn, j, view)` say whether its kernel can read operand i / write result j through a
+    strided `fuse_memory.View` (the codegen then passes it `ctx.strides(...)`)."""
     def deco(fn):
         for p in prims:
             LOWERINGS.setdefault(backend, {})[p] = fn
+            STRIDED.setdefault(backend, {})[p] = (reads, writes)
         return fn
     return deco
+
+
+def view_support(backend: str):
+    """(reads, writes) over every primitive of a backend, contiguous views always accepted."""
+    from ..passes.fuse_memory import is_contiguous
+    table = STRIDED.get(backend, {})
+
+    def reads(e, i, view):
+        fn = table.get(e.prim.name, (None, None))[0]
+        return is_contiguous(e.invars[i].aval.shape, view.strides) or (fn is not None and fn(e, i, view))
+
+    def writes(e, j, view):
+        fn = table.get(e.prim.name, (None, None))[1]
+        return is_contiguous(e.outvars[j].aval.shape, view.strides) or (fn is not None and fn(e, j, view))
+    return reads, writes
+
+
+def any_view(e, i, view) -> bool:
+    """For kernels that address every operand through arbitrary strides."""
+    return True
+
+
+def operand_strides(view_strides, in_shape, out_shape) -> list:
+    """Element strides of an operand (a view with `view_strides` over `in_shape`) read at
+    out_shape's indices under numpy broadcasting: 0 on broadcast axes."""
+    nd, pad = len(out_shape), len(out_shape) - len(in_shape)
+    out = [0] * nd
+    for d in range(pad, nd):
+        if not shapes.equal(in_shape[d - pad], 1) or shapes.equal(out_shape[d], 1):
+            out[d] = view_strides[d - pad] if not shapes.equal(in_shape[d - pad], 1) else 0
+    return out
+
+
+def flat_suffix(out_shape, stride_lists):
+    """(k, unit) with [k, n) the longest suffix of axes over which every operand's address is
+    unit[x] * (row-major position in that suffix): the suffix is one flat loop and operand x
+    moves unit[x] elements per step (0: broadcast, 1: contiguous)."""
+    nd = len(out_shape)
+    units = []
+    for st in stride_lists:
+        last = next((d for d in reversed(range(nd)) if not shapes.equal(out_shape[d], 1)), None)
+        units.append(st[last] if last is not None else 0)
+    k, inner = nd, 1
+    while k > 0:
+        d = k - 1
+        if not shapes.equal(out_shape[d], 1) and not all(
+                shapes.equal(st[d], u * inner) for st, u in zip(stride_lists, units)):
+            break
+        inner = inner * out_shape[d]
+        k = d
+    return k, units
 
 
 # backend name -> primitive name -> legalize(eqn) -> None or a replacement function (see

@@ -19,9 +19,9 @@ from .tracing import abstractify, trace_to_graph
 class Lowered:
     """One signature of a jitted function: the graph after passes and the backend's source."""
 
-    def __init__(self, backend, graph: Graph, out_tree: pytree.TreeDef, bounds: dict):
+    def __init__(self, backend, graph: Graph, out_tree: pytree.TreeDef, bounds: dict, options=None):
         self.backend, self.graph, self.out_tree, self.bounds = backend, graph, out_tree, bounds
-        self.source_obj = backend.lower(graph)
+        self.source_obj = backend.lower(graph, **(options or {}))
         self._path, self._run = None, None
 
     @property
@@ -128,9 +128,9 @@ class Jitted:
                 return self.fn(*[static[i] if i in static else next(it)
                                  for i in range(len(dyn) + len(static))])
             graph, out_tree = trace_to_graph(with_static, dyn_args, avals)
-            from ..passes import run_pipeline
+            from ..passes import lowering_options, run_pipeline
             graph = run_pipeline(graph, self.passes)
-            self._cache[key] = Lowered(self.backend, graph, out_tree, checks)
+            self._cache[key] = Lowered(self.backend, graph, out_tree, checks, lowering_options(self.passes))
         return self._cache[key]
 
     def __call__(self, *args):

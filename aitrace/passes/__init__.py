@@ -6,6 +6,8 @@ Order (each constraint has its reason beside it):
   2. fuse_elementwise: after simplify, so it groups the final elementwise chains.
   3. fuse_epilogue: after fuse_elementwise, so a whole chain after a GEMM/conv moves into its
      epilogue at once.
+  4. fuse_memory: last; it leaves the graph as it is and lets the backend plan views (layout
+     ops without copies, concatenations written in place) over the final kernels at lowering.
 """
 from __future__ import annotations
 
@@ -14,9 +16,15 @@ import os
 from ..core.ir import Graph
 from .fuse_elementwise import fuse_elementwise
 from .fuse_epilogue import fuse_epilogue
+from .fuse_memory import fuse_memory
 from .simplify import simplify
 
-DEFAULT_PIPELINE = (simplify, fuse_elementwise, fuse_epilogue)
+DEFAULT_PIPELINE = (simplify, fuse_elementwise, fuse_epilogue, fuse_memory)
+
+
+def lowering_options(passes=None) -> dict:
+    """What the pipeline asks of the backend's lowering (planning passes run there)."""
+    return {"memory_fusion": fuse_memory in (DEFAULT_PIPELINE if passes is None else passes)}
 
 
 def run_pipeline(graph: Graph, passes=None) -> Graph:

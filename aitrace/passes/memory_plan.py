@@ -41,10 +41,12 @@ def nbytes(var: Var):
     return sympy.ceiling(n / ALIGN) * ALIGN
 
 
-def plan_memory(graph: Graph, view_prims=frozenset({"reshape"})) -> MemoryPlan:
+def plan_memory(graph: Graph, view_prims=frozenset({"reshape"}), root: dict | None = None) -> MemoryPlan:
     """Assign arena offsets to the graph's intermediates (not inputs, constants or outputs).
 
     An eqn whose primitive is in `view_prims` defines no storage: its output views its input's.
+    `root` (Var -> Var owning its storage, from fuse_memory.plan_views) replaces that rule when
+    given: a buffer is live from the first eqn writing any value in it.
     A buffer is free for reuse once the last eqn reading it has run (never by that eqn's own
     outputs: kernels are not assumed safe in place)."""
     plan = MemoryPlan()
@@ -52,8 +54,11 @@ def plan_memory(graph: Graph, view_prims=frozenset({"reshape"})) -> MemoryPlan:
     defined_at, last_use = {}, {}
     for i, e in enumerate(graph.eqns):
         for v in e.outvars:
-            src = e.invars[0] if e.prim.name in view_prims and isinstance(e.invars[0], Var) else None
-            plan.root[v] = plan.root.get(src, src) if src is not None else v
+            if root is not None:
+                plan.root[v] = root.get(v, v)
+            else:
+                src = e.invars[0] if e.prim.name in view_prims and isinstance(e.invars[0], Var) else None
+                plan.root[v] = plan.root.get(src, src) if src is not None else v
             defined_at.setdefault(plan.root[v], i)
         for a in e.invars:
             if isinstance(a, Var):

@@ -109,8 +109,8 @@ class CpuBackend(Backend):
     def is_available(cls) -> bool:
         return shutil.which(compiler()) is not None
 
-    def lower(self, graph, **options) -> Source:
-        return generate(graph, "cpu")
+    def lower(self, graph, memory_fusion: bool = True, **options) -> Source:
+        return generate(graph, "cpu", memory_fusion=memory_fusion)
 
     def build(self, source: Source) -> Path:
         cxx, fl = compiler(), flags()

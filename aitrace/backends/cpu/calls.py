@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ...core import shapes
 from ...ops.layout import reshape, transpose
-from ..lowering import Kernel, broadcast_strides, legalizer, lowering
+from ...passes.fuse_memory import rows_uniform
+from ..lowering import Kernel, any_view, broadcast_strides, legalizer, lowering, operand_strides
 
 
 def _kernel(ctx, kname, e, lines, header) -> Kernel:
@@ -113,10 +114,16 @@ def lower_pool(ctx, e, kname):
                                    f"{W}, {C}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {OH}, {OW}{extra});"], "pool.h")
 
 
-@lowering("cpu", "conv2d")
+def _rows_apart(e, j, view) -> bool:
+    """Output pixels any distance apart (a slot of a channel concatenation), channels contiguous."""
+    return rows_uniform(e.outvars[j].aval.shape, view.strides) is not None
+
+
+@lowering("cpu", "conv2d", writes=_rows_apart)
 def lower_conv2d(ctx, e, kname):
     y = e.outvars[0]
-    store = f"ait::StoreEpilogue<{ctx.storage(y)}>{{{ctx.name(y)}, 0, {ctx.dim(y.aval.shape[-1])}}}"
+    ldc = ctx.dim(rows_uniform(y.aval.shape, ctx.strides(y)))
+    store = f"ait::StoreEpilogue<{ctx.storage(y)}>{{{ctx.name(y)}, 0, {ldc}}}"
     return conv2d_call(ctx, e, kname, e.params, store)
 
 
@@ -133,8 +140,15 @@ def conv2d_call(ctx, e, kname, params, epilogue: str) -> Kernel:
 
 
 # ---------------------------------------------------------------- attention
-@lowering("cpu", "attention")
+def _unit_last(shape, strides) -> bool:
+    return shapes.equal(shape[-1], 1) or shapes.equal(strides[-1], 1)
+
+
+@lowering("cpu", "attention", reads=lambda e, i, view: i < 3 and _unit_last(e.invars[i].aval.shape, view.strides),
+          writes=lambda e, j, view: _unit_last(e.outvars[j].aval.shape, view.strides))
 def lower_attention(ctx, e, kname):
+    """q/k/v/out through [B, H, S, D] element strides (D contiguous): head splits and merges
+    planned as views by fuse_memory cost no copy."""
     q, k, v = e.invars[:3]
     (o,) = e.outvars
     B, H, Sq, D = q.aval.shape
@@ -147,13 +161,11 @@ def lower_attention(ctx, e, kname):
     else:
         ms, mask, mt = ["0"] * 4, "nullptr", ctx.storage(q)
 
-    def st(shape):
-        s = _strides(shape)
-        return [ctx.dim(s[0]), ctx.dim(s[1]), ctx.dim(s[2])]
+    def st(atom):
+        return [ctx.dim(s) for s in ctx.strides(atom)[:3]]
     args = [ctx.name(q), ctx.name(k), ctx.name(v), ctx.name(o), *map(ctx.dim, (B, H, Sq, Sk, D, Dv)),
             f"{e.params['scale']!r}f", "true" if e.params["causal"] else "false", str(kind),
-            f"static_cast<const {mt}*>({mask})", *ms, *st(q.aval.shape), *st(k.aval.shape), *st(v.aval.shape),
-            *st(o.aval.shape)]
+            f"static_cast<const {mt}*>({mask})", *ms, *st(q), *st(k), *st(v), *st(o)]
     return _kernel(ctx, kname, e, [f"ait::attention<{ctx.storage(q)}, {mt}>({', '.join(args)});"],
                    "precompiled.h")
 
@@ -170,15 +182,16 @@ def _copy(ctx, src: str, src_strides, dst: str, dst_strides, shape, t: str, tag:
             "}"]
 
 
-@lowering("cpu", "transpose", "broadcast_to", "slice", "flip")
+@lowering("cpu", "transpose", "broadcast_to", "slice", "flip", reads=any_view, writes=any_view)
 def lower_copy(ctx, e, kname):
+    """A layout op that fuse_memory did not turn into a view: one strided copy."""
     (x,), (y,) = e.invars, e.outvars
     xs, ys, t = x.aval.shape, y.aval.shape, ctx.storage(x)
-    src_st, src = _strides(xs), ctx.name(x)
+    src_st, src = ctx.strides(x), ctx.name(x)
     if e.prim.name == "transpose":
         ss = [src_st[p] for p in e.params["perm"]]
     elif e.prim.name == "broadcast_to":
-        ss = broadcast_strides(xs, ys)
+        ss = operand_strides(src_st, xs, ys)
     elif e.prim.name == "slice":
         start, step = e.params["start"], e.params["step"]
         ss = [s * k for s, k in zip(src_st, step)]
@@ -192,18 +205,29 @@ def lower_copy(ctx, e, kname):
             ss[a] = -src_st[a]
             off = off + src_st[a] * (xs[a] - 1)
         src = f"{src} + {ctx.dim(off)}"
-    return _kernel(ctx, kname, e, _copy(ctx, src, ss, ctx.name(y), _strides(ys), ys, t, e.prim.name), "layout.h")
+    return _kernel(ctx, kname, e, _copy(ctx, src, ss, ctx.name(y), ctx.strides(y), ys, t, e.prim.name), "layout.h")
 
 
-@lowering("cpu", "concatenate")
+@lowering("cpu", "reshape", reads=any_view)
+def lower_reshape(ctx, e, kname):
+    """A reshape of a strided view that no strides can express: the input in row-major order."""
+    (x,), (y,) = e.invars, e.outvars
+    xs = x.aval.shape
+    return _kernel(ctx, kname, e, _copy(ctx, ctx.name(x), ctx.strides(x), ctx.name(y), _strides(xs), xs,
+                                        ctx.storage(x), "reshape"), "layout.h")
+
+
+@lowering("cpu", "concatenate", reads=any_view, writes=any_view)
 def lower_concatenate(ctx, e, kname):
+    """Copies the inputs that were not computed in place into their slots."""
     (y,), axis = e.outvars, e.params["axis"]
-    ys, lines, off = y.aval.shape, [], 0
-    dst_st = _strides(ys)
+    lines, off = [], 0
+    dst_st = ctx.strides(y)
     for x in e.invars:
         xs = x.aval.shape
-        lines += _copy(ctx, ctx.name(x), _strides(xs), f"{ctx.name(y)} + {ctx.dim(off * dst_st[axis])}",
-                       dst_st, xs, ctx.storage(y), f"input at offset {off} on axis {axis}")
+        if ctx.view(x).root is not ctx.view(y).root:
+            lines += _copy(ctx, ctx.name(x), ctx.strides(x), f"{ctx.name(y)} + {ctx.dim(off * dst_st[axis])}",
+                           dst_st, xs, ctx.storage(y), f"input at offset {off} on axis {axis}")
         off = off + xs[axis]
     return _kernel(ctx, kname, e, lines, "layout.h")
 

@@ -8,15 +8,15 @@ import numpy as np
 
 from ...core import shapes
 from ...core.ir import Eqn, Graph, GraphPrinter, Literal, Var, unique_vars
+from ...passes.fuse_memory import View, contiguous_strides, plan_views
 from ...passes.memory_plan import plan_memory
 from ..base import Source
 from ..cemit import ELEMENTWISE, Dialect, dim_expr
-from ..lowering import LOWERINGS, Kernel, legalize
+from ..lowering import LOWERINGS, Kernel, legalize, view_support
 
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                                trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                                undefined=jinja2.StrictUndefined)
-VIEW_PRIMS = frozenset({"reshape"})  # no kernel: the output is the input's storage
 DL_CODES = {"f16": (2, 16), "bf16": (4, 16), "f32": (2, 32), "i32": (0, 32), "i64": (0, 64), "bool": (6, 8)}
 
 
@@ -29,6 +29,14 @@ class Ctx:
         self.graph_text = self.printer.graph(graph)
         self.symbols = sorted({s for v in graph.invars for s in shapes.symbols(v.aval.shape)}, key=str)
         self.includes: set[str] = set()
+        self.views: dict = {}   # Var -> fuse_memory.View, set by generate
+
+    def view(self, atom) -> View:
+        return self.views.get(atom) or View(atom, 0, contiguous_strides(atom.aval.shape))
+
+    def strides(self, atom) -> tuple:
+        """Element strides of a value as planned by fuse_memory (row-major unless a view)."""
+        return self.view(atom).strides
 
     def name(self, atom) -> str:
         return "v_" + self.printer.name(atom)
@@ -111,12 +119,15 @@ def _materialize_literals(graph: Graph) -> Graph:
     return Graph(graph.invars, constvars, consts, eqns, graph.outvars)
 
 
-def generate(graph: Graph, backend: str = "cpu", dialect: Dialect | None = None) -> Source:
+def generate(graph: Graph, backend: str = "cpu", dialect: Dialect | None = None,
+             memory_fusion: bool = True) -> Source:
     graph = _materialize_literals(legalize(graph, backend))
     ctx = Ctx(backend, graph, dialect or Dialect())
-    plan = plan_memory(graph, VIEW_PRIMS)
+    mv = plan_views(graph, *view_support(backend), enabled=memory_fusion)
+    ctx.views = mv.views
+    plan = plan_memory(graph, root=mv.root())
     table = LOWERINGS.get(backend, {})
-    pointers, kernels, copies = [], [], []
+    pointers, views, kernels, copies = [], [], [], []
     for i, v in enumerate(graph.invars):
         pointers.append(f"const {ctx.storage(v)}* {ctx.name(v)} = ait::tensor_data<const {ctx.storage(v)}>(in[{i}]);")
     for i, v in enumerate(graph.constvars):
@@ -125,24 +136,23 @@ def generate(graph: Graph, backend: str = "cpu", dialect: Dialect | None = None)
     # view or a repeat of another output is copied at the end
     written = {}
     for i, v in enumerate(graph.outvars):
-        if v in written or v in graph.invars or v in graph.constvars or plan.root.get(v, v) is not v:
+        if v in written or v in graph.invars or v in graph.constvars or ctx.view(v).root is not v:
             copies.append(f"std::memcpy(ait::tensor_data<void>(out[{i}]), {ctx.name(v)}, "
                           f"size_t({dim_expr(v.aval.size)}) * sizeof({ctx.storage(v)}));")
         else:
             written[v] = i
     for i, e in enumerate(graph.eqns):
         for v in e.outvars:
-            root = plan.root.get(v, v)
-            t = ctx.storage(v)
+            root, t = ctx.view(v).root, ctx.storage(v)
             if v in written:
                 pointers.append(f"{t}* {ctx.name(v)} = ait::tensor_data<{t}>(out[{written[v]}]);")
-            elif root is not v:
-                const = "const " if root in graph.invars or root in graph.constvars else ""
-                src = ctx.name(e.invars[0])
-                pointers.append(f"{const}{t}* {ctx.name(v)} = reinterpret_cast<{const}{t}*>({src});")
-            else:
+            elif root is v:
                 pointers.append(f"{t}* {ctx.name(v)} = reinterpret_cast<{t}*>(arena + {dim_expr(plan.offsets[v])});")
-        if e.prim.name in VIEW_PRIMS:
+            else:  # a view: declared after every buffer, since its buffer may be defined later
+                const = "const " if root in graph.invars or root in graph.constvars else ""
+                views.append(f"{const}{t}* {ctx.name(v)} = {ctx.name(root)} + {dim_expr(ctx.view(v).offset)};"
+                             f"  // view of {ctx.printer.name(root)}")
+        if id(e) in mv.free:
             continue
         if e.prim.name not in table:
             raise NotImplementedError(f"the {backend} backend has no lowering for {e.prim.name!r} "
@@ -151,12 +161,13 @@ def generate(graph: Graph, backend: str = "cpu", dialect: Dialect | None = None)
         k.comment = k.comment or ctx.eqn_text(e)
         ctx.includes.update(k.includes)
         kernels.append(k)
+    pointers += views
     text = ctx.render("model.cpp.j2", backend=backend, graph_text=ctx.graph_text, kernels=kernels,
                       includes=sorted(ctx.includes), inputs=graph.invars, outputs=graph.outvars,
                       checks=_input_checks(ctx), dim_values=[str(s) for s in ctx.symbols],
                       arena_bytes=dim_expr(plan.arena_bytes), pointers=pointers, copies=copies,
                       const_bytes=[str(np.asarray(c).nbytes) for c in graph.consts])
-    return Source(graph, text, info={"arena_bytes": plan.arena_bytes, "plan": plan,
+    return Source(graph, text, info={"arena_bytes": plan.arena_bytes, "plan": plan, "views": mv,
                                      "kernels": [k.name for k in kernels]})
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ...core import shapes
 from ...core.ir import Eqn, Literal, Var, unique_vars
 from ..cemit import ELEMENTWISE, elementwise_expr
-from ..lowering import Kernel, broadcast_strides, lowering, split_inner
+from ..lowering import Kernel, any_view, flat_suffix, lowering, operand_strides
 
 
 def statements(ctx, eqns: list[Eqn], locals_: dict) -> list[str]:
@@ -22,27 +22,33 @@ def statements(ctx, eqns: list[Eqn], locals_: dict) -> list[str]:
     return lines
 
 
+def _index(ctx, unit) -> str:
+    """The element a flat-loop position i reads: broadcast, contiguous or strided."""
+    return "0" if unit == 0 else ("i" if unit == 1 else f"i * ({ctx.dim(unit)})")
+
+
 def chain_kernel(ctx, kname: str, eqns: list[Eqn], inputs: list[Var], outputs: list[Var],
                  comment: str = "") -> Kernel:
-    """A kernel computing `eqns` (elementwise, in order) elementwise over the outputs' shape."""
+    """A kernel computing `eqns` (elementwise, in order) elementwise over the outputs' shape.
+    Operands and results may be strided views (ctx.strides); broadcasting is stride 0."""
     out_shape = outputs[0].aval.shape
-    k = split_inner(out_shape, [v.aval.shape for v in inputs])
+    in_st = [operand_strides(ctx.strides(v), v.aval.shape, out_shape) for v in inputs]
+    out_st = [list(ctx.strides(v)) for v in outputs]
+    k, units = flat_suffix(out_shape, in_st + out_st)
     inner, outer_dims = shapes.prod(out_shape[k:]), list(range(k))
-    locals_, body = {}, []
-    operands = []
+
+    def offset(st):
+        return " + ".join(f"x{d} * {ctx.dim(st[d])}" for d in outer_dims if st[d] != 0) or "0"
+    locals_, body, operands, outs = {}, [], [], []
     for j, v in enumerate(inputs):
-        st = broadcast_strides(v.aval.shape, out_shape)
-        inner_contig = any(s != 0 for s in st[k:]) if k < len(out_shape) else False
-        offset = " + ".join(f"x{d} * {ctx.dim(st[d])}" for d in outer_dims if st[d] != 0) or "0"
-        operands.append(dict(type=ctx.storage(v), local=f"p{j}", name=ctx.name(v), offset=offset))
-        idx = "i" if inner_contig else "0"
+        operands.append(dict(type=ctx.storage(v), local=f"p{j}", name=ctx.name(v), offset=offset(in_st[j])))
         locals_[v] = f"a{j}"
-        body.append(f"const {ctx.compute(v)} a{j} = ait::load<{ctx.compute(v)}>(p{j}[{idx}]);")
+        body.append(f"const {ctx.compute(v)} a{j} = ait::load<{ctx.compute(v)}>(p{j}[{_index(ctx, units[j])}]);")
     body += statements(ctx, eqns, locals_)
-    outs = []
     for j, v in enumerate(outputs):
-        outs.append(dict(type=ctx.storage(v), local=f"q{j}", name=ctx.name(v)))
-        body.append(f"q{j}[i] = ait::store<{ctx.storage(v)}, {ctx.compute(v)}>({locals_[v]});")
+        outs.append(dict(type=ctx.storage(v), local=f"q{j}", name=ctx.name(v), offset=offset(out_st[j])))
+        body.append(f"q{j}[{_index(ctx, units[len(inputs) + j])}] = "
+                    f"ait::store<{ctx.storage(v)}, {ctx.compute(v)}>({locals_[v]});")
     params = [f"const {ctx.storage(v)}* __restrict {ctx.name(v)}" for v in inputs]
     params += [f"{ctx.storage(v)}* __restrict {ctx.name(v)}" for v in outputs]
     signature = f"static void {kname}({', '.join(params + ['const int64_t* dims'])})"
@@ -55,12 +61,12 @@ def chain_kernel(ctx, kname: str, eqns: list[Eqn], inputs: list[Var], outputs: l
     return Kernel(kname, definition, call, comment=comment)
 
 
-@lowering("cpu", *sorted(ELEMENTWISE - {"gelu_tanh"}), "gelu_tanh")
+@lowering("cpu", *sorted(ELEMENTWISE - {"gelu_tanh"}), "gelu_tanh", reads=any_view, writes=any_view)
 def lower_elementwise(ctx, e: Eqn, kname: str) -> Kernel:
     return chain_kernel(ctx, kname, [e], unique_vars(e.invars), list(e.outvars))
 
 
-@lowering("cpu", "fused_elementwise")
+@lowering("cpu", "fused_elementwise", reads=any_view, writes=any_view)
 def lower_fused_elementwise(ctx, e: Eqn, kname: str) -> Kernel:
     sub = e.params["graph"]
     ops = " -> ".join(se.prim.name for se in sub.eqns)

@@ -4,9 +4,20 @@ accumulators by a generated functor)."""
 from __future__ import annotations
 
 from ...core import dtypes, shapes
-from ..lowering import Kernel, broadcast_strides, lowering, split_inner
+from ...passes.fuse_memory import rows_uniform
+from ..lowering import Kernel, lowering, operand_strides
 from .calls import conv2d_call
 from .elementwise import statements
+
+
+def _gemm_reads(e, i, view) -> bool:
+    """A and B through any strides (the GEMM packs them); epilogue operands contiguous."""
+    return i < 2 and (e.prim.name == "matmul" or e.params["base"] == "matmul")
+
+
+def _gemm_writes(e, j, view) -> bool:
+    """Rows of the output any distance apart (a slot of a concatenation), columns contiguous."""
+    return rows_uniform(e.outvars[j].aval.shape, view.strides) is not None
 
 
 def epilogue_functor(ctx, kname: str, e):
@@ -24,14 +35,15 @@ def epilogue_functor(ctx, kname: str, e):
         locals_[v] = f"a{j}"
         body.append(f"const {ctx.compute(v)} a{j} = ait::load<{ctx.compute(v)}>(p{j}[{idx}]);")
     body += statements(ctx, g.eqns, locals_)
-    body.append(f"out[row * N + j] = ait::store<{ctx.storage(out)}, {ctx.compute(out)}>({locals_[g.outvars[0]]});")
+    body.append(f"out[row * ldo + j] = ait::store<{ctx.storage(out)}, {ctx.compute(out)}>({locals_[g.outvars[0]]});")
     struct = ctx.render("epilogue.cpp.j2", kname=kname, tc=ctx.storage(out), operands=operands, body=body,
                         ops=" -> ".join(se.prim.name for se in g.eqns))
     ptrs = ", ".join([ctx.name(out)] + [ctx.name(v) for v in e.invars[2:]])
-    return struct, lambda row0, M: f"{kname}_epilogue{{{ptrs}, {ctx.dim(n_cols)}, {row0}, {M}}}"
+    ldo = ctx.dim(rows_uniform(out.aval.shape, ctx.strides(out)))
+    return struct, lambda row0, M: f"{kname}_epilogue{{{ptrs}, {ctx.dim(n_cols)}, {ldo}, {row0}, {M}}}"
 
 
-@lowering("cpu", "fused_gemm")
+@lowering("cpu", "fused_gemm", reads=_gemm_reads, writes=_gemm_writes)
 def lower_fused_gemm(ctx, e, kname: str) -> Kernel:
     struct, make = epilogue_functor(ctx, kname, e)
     if e.params["base"] == "conv2d":
@@ -42,29 +54,29 @@ def lower_fused_gemm(ctx, e, kname: str) -> Kernel:
     return k
 
 
-@lowering("cpu", "matmul")
+@lowering("cpu", "matmul", reads=_gemm_reads, writes=_gemm_writes)
 def lower_matmul(ctx, e, kname: str, epilogue=None) -> Kernel:
     a, b = e.invars[:2]
     (c,) = e.outvars
     out_batch = c.aval.shape[:-2]
     M, K, N = a.aval.shape[-2], a.aval.shape[-1], b.aval.shape[-1]
-    a_batch, b_batch = a.aval.shape[:-2], b.aval.shape[:-2]
-    k = split_inner(out_batch, [a_batch, b_batch])
-    sa = [s * M * K for s in broadcast_strides(a_batch, out_batch)] if out_batch else []
-    sb = [s * K * N for s in broadcast_strides(b_batch, out_batch)] if out_batch else []
+    sa, sb = ctx.strides(a), ctx.strides(b)
+    ab = operand_strides(sa[:-2], a.aval.shape[:-2], out_batch)
+    bb = operand_strides(sb[:-2], b.aval.shape[:-2], out_batch)
+    k = max(len(out_batch) - 1, 0)  # batch axes [0, k) loop outside, the last one is the GEMM's batch
 
     def offset(st):
         return " + ".join(f"x{d} * {ctx.dim(st[d])}" for d in range(k) if st[d] != 0) or "0"
-
-    inner_st_a = ctx.dim(M * K) if any(x != 0 for x in sa[k:]) else "0"
-    inner_st_b = ctx.dim(K * N) if any(x != 0 for x in sb[k:]) else "0"
+    ldc = rows_uniform(c.aval.shape, ctx.strides(c))
     definition = ctx.render(
         "matmul.cpp.j2", signature=ctx.signature(kname, e), M=ctx.dim(M), N=ctx.dim(N), K=ctx.dim(K),
         outer=ctx.dim(shapes.prod(out_batch[:k])), outer_desc=str(shapes.prod(out_batch[:k])),
-        inner_batch=ctx.dim(shapes.prod(out_batch[k:])),
+        inner_batch=ctx.dim(out_batch[-1] if out_batch else 1), ldc=ctx.dim(ldc),
         outer_dims=[dict(axis=d, size=ctx.dim(out_batch[d])) for d in reversed(range(k))],
         ta=ctx.storage(a), tb=ctx.storage(b), tc=ctx.storage(c), a=ctx.name(a), b=ctx.name(b),
-        c=ctx.name(c), a_offset=offset(sa), b_offset=offset(sb), a_batch_stride=inner_st_a,
-        b_batch_stride=inner_st_b, integer=not dtypes.is_float(c.aval.dtype),
-        epilogue=epilogue("o * inner_batch * M", "M") if epilogue else f"ait::StoreEpilogue<{ctx.storage(c)}>{{c, M * N, N}}")
+        c=ctx.name(c), a_offset=offset(ab), b_offset=offset(bb),
+        a_bs=ctx.dim(ab[-1]) if out_batch else "0", a_rs=ctx.dim(sa[-2]), a_cs=ctx.dim(sa[-1]),
+        b_bs=ctx.dim(bb[-1]) if out_batch else "0", b_rs=ctx.dim(sb[-2]), b_cs=ctx.dim(sb[-1]),
+        integer=not dtypes.is_float(c.aval.dtype),
+        epilogue=epilogue("o * inner_batch * M", "M") if epilogue else f"ait::StoreEpilogue<{ctx.storage(c)}>{{c, M * ldc, ldc}}")
     return Kernel(kname, definition, ctx.call(kname, e), includes=("ait/precompiled.h",))
