@@ -69,3 +69,13 @@ def test_random_epilogues_keep_values(tails, with_bias, shape):
     ait.typecheck(f)
     assert [e.prim.name for e in f.eqns] == ["fused_gemm"]
     assert_close(eval_graph(f, [x, r])[0], eval_graph(g, [x, r])[0], ait.float32)
+
+
+def test_sum_of_two_products_fuses_into_one_gemm_only(backend):
+    x = rng.standard_normal((5, 16)).astype(np.float32)
+    w1, w2 = np.ascontiguousarray(W.T), np.ascontiguousarray(W.T[::-1])
+    fn = lambda a, b: ait.relu(a @ w1 + b @ w2)  # noqa: E731
+    g = ait.jit(fn, backend="reference").lower(x, x).graph
+    ait.typecheck(g)
+    assert [e.prim.name for e in g.eqns] == ["matmul", "fused_gemm"]
+    assert_close(ait.jit(fn, backend=backend)(x, x), ait.jit(fn, backend="reference", passes=())(x, x), ait.float32)

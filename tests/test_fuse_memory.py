@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import aitrace as ait
-from aitrace.passes import fuse_elementwise, fuse_epilogue, simplify
+from aitrace.passes import fuse_elementwise, fuse_epilogue, fuse_memory, simplify
 from aitrace.passes.fuse_memory import contiguous_strides, reshape_strides
 from conftest import assert_close
 
@@ -46,12 +46,14 @@ def test_qkv_slices_head_split_and_merge_cost_no_copy():
 
 
 def test_two_gemms_feeding_a_concatenate_write_their_slots():
-    x = rng.standard_normal((3, 7, E)).astype(np.float32)
-    fn = lambda a: ait.concatenate([ait.relu(a @ W1), a @ W2 + BIAS], axis=-1)  # noqa: E731
-    kernels, _ = cpu(fn, x)
+    x, z = rng.standard_normal((2, 3, 7, E)).astype(np.float32)
+    fn = lambda a, b: ait.concatenate([ait.relu(a @ W1), b @ W2 + BIAS], axis=-1)  # noqa: E731
+    assert cpu(fn, x, z)[0] == ["grouped"]  # the two GEMMs as one grouped kernel, both into their slots
+    kernels, _ = cpu(fn, x, z, passes=(simplify, fuse_elementwise, fuse_epilogue, fuse_memory))
     assert kernels == ["fused_gemm", "fused_gemm"]
+    # one input: fuse_horizontal makes it one GEMM, and the concatenation of its halves is it
     fn2 = lambda a: ait.concatenate([a @ W1, a @ W2], axis=-1) * 0.5  # noqa: E731
-    assert cpu(fn2, x)[0] == ["matmul", "matmul", "mul"]
+    assert cpu(fn2, x)[0] == ["fused_gemm"]
 
 
 def test_concatenate_copies_only_what_was_not_computed_in_place():

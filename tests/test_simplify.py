@@ -70,3 +70,17 @@ def test_random_chains_keep_their_values(ops, shape):
         return outs
     g, s = simplified(fn, x)
     assert len(s.eqns) <= len(g.eqns)
+
+
+def test_concatenate_of_a_split_is_the_value():
+    x = np.random.default_rng(0).standard_normal((3, 10)).astype(np.float32)
+
+    def fn(a):
+        y = ait.relu(a)
+        p, q, r = ait.split(y, [2, 5, 3], axis=1)
+        return ait.concatenate([p, q, r], axis=1) * 2.0, ait.concatenate([q, p], axis=1)
+    g = simplify(ait.trace(fn)(x))
+    ait.typecheck(g)
+    assert [e.prim.name for e in g.eqns].count("concatenate") == 1  # the reordered one stays
+    for a, b in zip(eval_graph(g, [x]), ait.jit(fn, backend="reference", passes=())(x)):
+        np.testing.assert_allclose(a, b)

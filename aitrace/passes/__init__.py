@@ -3,10 +3,17 @@
 Order (each constraint has its reason beside it):
   1. simplify (constant folding incl. batch norm into conv weights, CSE, identities, then DCE):
      first, so later passes see neither dead nor foldable work.
-  2. fuse_elementwise: after simplify, so it groups the final elementwise chains.
-  3. fuse_epilogue: after fuse_elementwise, so a whole chain after a GEMM/conv moves into its
+  2. layout: sinks transposes through elementwise ops and reductions until they cancel; after
+     simplify, so constants it transposes are already folded values.
+  3. simplify again: cancelled transposes expose conv -> batch_norm pairs to fold.
+  4. fuse_horizontal: GEMMs sharing an input become one over concatenated weights; independent
+     GEMMs / layer norms one grouped kernel; before the vertical passes, so the fused GEMM's bias
+     add is still a separate eqn it can concatenate, and grouped GEMMs take their epilogues.
+  5. simplify again: a concatenation of the fused GEMM's slices in order is the GEMM's output.
+  6. fuse_elementwise: groups the final elementwise chains.
+  7. fuse_epilogue: after fuse_elementwise, so a whole chain after a GEMM/conv moves into its
      epilogue at once.
-  4. fuse_memory: last; it leaves the graph as it is and lets the backend plan views (layout
+  8. fuse_memory: last; it leaves the graph as it is and lets the backend plan views (layout
      ops without copies, concatenations written in place) over the final kernels at lowering.
 """
 from __future__ import annotations
@@ -16,10 +23,13 @@ import os
 from ..core.ir import Graph
 from .fuse_elementwise import fuse_elementwise
 from .fuse_epilogue import fuse_epilogue
+from .fuse_horizontal import fuse_horizontal
 from .fuse_memory import fuse_memory
+from .layout import layout
 from .simplify import simplify
 
-DEFAULT_PIPELINE = (simplify, fuse_elementwise, fuse_epilogue, fuse_memory)
+DEFAULT_PIPELINE = (simplify, layout, simplify, fuse_horizontal, simplify, fuse_elementwise, fuse_epilogue,
+                    fuse_memory)
 
 
 def lowering_options(passes=None) -> dict:

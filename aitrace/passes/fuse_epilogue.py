@@ -56,6 +56,8 @@ def fuse_epilogue(graph: Graph) -> Graph:
         if y in outs or len(consumers) != 1 or not dtypes.is_float(y.aval.dtype):
             continue
         c = consumers[0]
+        if id(c) in fused_into:  # already the epilogue of another GEMM (e.g. x@w1 + z@w2)
+            continue
         if c.prim.name == "fused_elementwise":
             sub = c.params["graph"]
         elif c.prim.name in ELEMENTWISE:

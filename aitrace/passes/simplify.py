@@ -65,7 +65,26 @@ def _identity(b: _Builder, e: Eqn):
         return ins[0]
     if name == "transpose" and e.params["perm"] == tuple(range(len(e.params["perm"]))):
         return ins[0]
+    if name == "concatenate":
+        return _reassembled(b, e)
     return None
+
+
+def _reassembled(b: _Builder, e: Eqn):
+    """concatenate of slices that tile one value in order (a split undone) is that value."""
+    axis, src, at = e.params["axis"], None, 0
+    for a in e.invars:
+        p = b.producer(a) if isinstance(a, Var) else None
+        if p is None or p.prim.name != "slice" or (src is not None and p.invars[0] is not src):
+            return None
+        src = p.invars[0]
+        full = all(d == axis or (shapes.equal(st, 0) and shapes.equal(li, n) and sp == 1)
+                   for d, (st, li, sp, n) in enumerate(zip(p.params["start"], p.params["limit"],
+                                                           p.params["step"], src.aval.shape)))
+        if not full or p.params["step"][axis] != 1 or not shapes.equal(p.params["start"][axis], at):
+            return None
+        at = p.params["limit"][axis]
+    return src if src is not None and src.aval == e.outvars[0].aval else None
 
 
 def _merge_layout(b: _Builder, e: Eqn):
