@@ -65,7 +65,8 @@ def test_visualize_boxes_fused_kernels(tmp_path, monkeypatch):
     ait.jit(lambda a: ait.relu(a * 2.0 + 1.0), backend="reference")(x)
     assert sorted(p.name for p in (tmp_path / "dump").iterdir()) == [
         "00-traced.txt", "01-simplify.txt", "02-layout.txt", "03-simplify.txt", "04-fuse_horizontal.txt",
-        "05-simplify.txt", "06-fuse_elementwise.txt", "07-fuse_epilogue.txt", "08-fuse_memory.txt"]
+        "05-simplify.txt", "06-fuse_elementwise.txt", "07-fuse_epilogue.txt", "08-fuse_b2b.txt",
+        "09-fuse_memory.txt"]
     assert "fused_elementwise" in (tmp_path / "dump" / "06-fuse_elementwise.txt").read_text()
 
 
