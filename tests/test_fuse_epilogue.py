@@ -79,3 +79,18 @@ def test_sum_of_two_products_fuses_into_one_gemm_only(backend):
     ait.typecheck(g)
     assert [e.prim.name for e in g.eqns] == ["matmul", "fused_gemm"]
     assert_close(ait.jit(fn, backend=backend)(x, x), ait.jit(fn, backend="reference", passes=())(x, x), ait.float32)
+
+
+def test_conv_batch_norm_relu_is_one_conv_with_folded_weights(backend):
+    x = rng.standard_normal((2, 6, 6, 4)).astype(np.float32)
+    stats = [rng.standard_normal(8).astype(np.float32) for _ in range(4)]
+    stats[1] = np.abs(stats[1]) + 0.5
+    fn = lambda x: ait.relu(ait.batch_norm(ait.conv2d(x, WC, padding=1), *stats))  # noqa: E731
+    low = ait.jit(fn, backend=backend).lower(x)
+    assert [e.prim.name for e in low.graph.eqns] == ["fused_gemm"]
+    (conv,) = low.graph.eqns
+    assert not any(np.array_equal(c, WC) for c in low.graph.consts)  # the weights were rescaled
+    assert dict(conv.params["base_params"])["groups"] == 1 and conv.params["base"] == "conv2d"
+    assert_close(ait.jit(fn, backend=backend)(x), ait.jit(fn, backend="reference", passes=())(x), ait.float32)
+    if backend == "cpu":
+        assert low.source_obj.info["kernels"] == ["k0_fused_gemm"]
