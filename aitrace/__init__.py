@@ -1,5 +1,5 @@
 """aitrace: trace pure functions over abstract tensors, compile them into native inference code."""
-from . import backends, ops  # noqa: F401
+from . import backends, nn, ops  # noqa: F401
 from .core.dtypes import bfloat16, bool_, float16, float32, int32, int64  # noqa: F401
 from .core.ir import Graph, ShapeDtype, typecheck  # noqa: F401
 from .core.jit import jit  # noqa: F401

@@ -120,9 +120,24 @@ class GraphBuilder:
                          self.eqns, outvars))
 
 
+_ACTIVE: list = []  # builders of the traces in progress, innermost last
+
+
+def _symbolic(params) -> bool:
+    """Do the params mention a dynamic dim (e.g. a slice of a constant up to a Dim)?"""
+    def sym(v):
+        if isinstance(v, (tuple, list)):
+            return any(sym(x) for x in v)
+        return bool(getattr(v, "free_symbols", None))
+    return any(sym(v) for v in params.values())
+
+
 def bind(prim: Primitive, args, params):
-    """Apply a primitive: record it when any operand is traced, else evaluate it with numpy."""
+    """Apply a primitive: record it when any operand is traced (or its params depend on the
+    dynamic dims of the trace in progress), else evaluate it with numpy."""
     builder = next((a.builder for a in args if isinstance(a, Tracer)), None)
+    if builder is None and _ACTIVE and _symbolic(params):
+        builder = _ACTIVE[-1]
     if builder is None:
         vals = [to_numpy(a) if is_array(a) else a for a in args]
         # the shape rule runs eagerly too, so eager calls raise the op's error, not numpy's
@@ -155,11 +170,14 @@ def trace_to_graph(fn: Callable, args, avals=None) -> tuple[Graph, pytree.TreeDe
         avals = [abstractify(x, f"argument leaf {i}") for i, x in enumerate(leaves)]
     builder = GraphBuilder()
     tracers = [builder.new_arg(a) for a in avals]
+    _ACTIVE.append(builder)
     try:
         out = fn(*pytree.unflatten(in_tree, tracers))
     except BaseException:
         builder.done = True
         raise
+    finally:
+        _ACTIVE.pop()
     out_leaves, out_tree = pytree.flatten(out)
     outvars = []
     for i, y in enumerate(out_leaves):
