@@ -66,7 +66,7 @@ def test_visualize_boxes_fused_kernels(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "dump").iterdir()) == [
         "00-traced.txt", "01-simplify.txt", "02-layout.txt", "03-simplify.txt", "04-fuse_horizontal.txt",
         "05-simplify.txt", "06-fuse_elementwise.txt", "07-fuse_epilogue.txt", "08-fuse_b2b.txt",
-        "09-fuse_memory.txt"]
+        "09-fuse_prologue.txt", "10-fuse_memory.txt"]
     assert "fused_elementwise" in (tmp_path / "dump" / "06-fuse_elementwise.txt").read_text()
 
 

@@ -14,7 +14,9 @@ Order (each constraint has its reason beside it):
   7. fuse_epilogue: after fuse_elementwise, so a whole chain after a GEMM/conv moves into its
      epilogue at once.
   8. fuse_b2b: after fuse_epilogue, so both GEMMs of a pair carry their epilogues already.
-  9. fuse_memory: last; it leaves the graph as it is and lets the backend plan views (layout
+  9. fuse_prologue: after the GEMM passes, so only the elementwise work they left (an embedding
+     sum, a scale + mask before a softmax) moves into the softmax / layer-norm row kernel.
+ 10. fuse_memory: last; it leaves the graph as it is and lets the backend plan views (layout
      ops without copies, concatenations written in place) over the final kernels at lowering.
 """
 from __future__ import annotations
@@ -27,11 +29,12 @@ from .fuse_b2b import fuse_b2b
 from .fuse_epilogue import fuse_epilogue
 from .fuse_horizontal import fuse_horizontal
 from .fuse_memory import fuse_memory
+from .fuse_prologue import fuse_prologue
 from .layout import layout
 from .simplify import simplify
 
 DEFAULT_PIPELINE = (simplify, layout, simplify, fuse_horizontal, simplify, fuse_elementwise, fuse_epilogue,
-                    fuse_b2b, fuse_memory)
+                    fuse_b2b, fuse_prologue, fuse_memory)
 
 
 def lowering_options(passes=None) -> dict:

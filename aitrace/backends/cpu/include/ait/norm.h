@@ -204,4 +204,55 @@ void batch_norm(const T* x, const P* mean, const P* var, const detail::nondeduce
   }
 }
 
+// ---------------------------------------------------------------- one fp32 row (fused_norm)
+// For kernels that build each row themselves in a per-thread fp32 buffer (an elementwise
+// prologue fused into the norm): the row is finished here and stored to y once.
+//   softmax_row_f32<T>(row, y, n)                 y[0:n] = softmax(row[0:n]); row is scratch
+//   layer_norm_row_f32<T>(row, y, n, eps, w, b)   y[0:n] = layer_norm(row) * w + b, as layer_norm
+//                                                 (w, b: n fp32 each, never nullptr); row is scratch
+//   affine_f32<W>(w, b, n)                        {w as fp32 (1 where nullptr), b (0 where nullptr)}:
+//                                                 2n floats, for layer_norm_row_f32's w = data(), b = data() + n
+template <typename T>
+void softmax_row_f32(float* row, T* y, int64_t n) {
+  if (n <= 0) return;
+  if constexpr (std::is_same<T, float>::value) {
+    detail::softmax_row<float>(row, y, n, nullptr);
+  } else {
+    detail::softmax_row<float>(row, row, n, nullptr);
+    detail::from_f32(row, y, n);
+  }
+}
+
+template <typename T>
+void layer_norm_row_f32(float* row, T* y, int64_t n, float eps, const float* AIT_RESTRICT w,
+                        const float* AIT_RESTRICT b) {
+  if (n <= 0) return;
+  constexpr bool kF32 = std::is_same<T, float>::value;
+  const float* xf = row;
+  float* out = nullptr;
+  if constexpr (kF32) out = y; else out = row;
+  // statistics as layer_norm's: mean shifted by the first element, kept as a float pair
+  const float x0 = xf[0];
+  const double s1 = detail::lane_accumulate(xf, n, [x0](float v) { return v - x0; });
+  const double mean_d = double(x0) + s1 / double(n);
+  const float mean = float(mean_d), mean_lo = float(mean_d - double(mean));
+  const double ss = detail::lane_accumulate(xf, n, [mean, mean_lo](float v) {
+    const float d = (v - mean) - mean_lo;
+    return d * d;
+  });
+  const float rstd = 1.0f / std::sqrt(float(ss / double(n)) + eps);
+  for (int64_t i = 0; i < n; ++i) out[i] = ((xf[i] - mean) - mean_lo) * rstd * w[i] + b[i];
+  if constexpr (!kF32) detail::from_f32(row, y, n);
+}
+
+template <typename W>
+std::vector<float> affine_f32(const detail::nondeduced_t<W>* w, const detail::nondeduced_t<W>* b, int64_t n) {
+  std::vector<float> wb(size_t(2 * std::max<int64_t>(n, 0)));
+  for (int64_t i = 0; i < n; ++i) {
+    wb[size_t(i)] = w ? to_float(w[i]) : 1.0f;
+    wb[size_t(n + i)] = b ? to_float(b[i]) : 0.0f;
+  }
+  return wb;
+}
+
 }  // namespace ait
