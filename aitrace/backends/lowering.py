@@ -125,26 +125,3 @@ def broadcast_strides(in_shape, out_shape) -> list:
             strides[d] = acc if not shapes.equal(in_shape[d], 1) else 0
         acc = acc * in_shape[d]
     return strides
-
-
-def split_inner(out_shape, operand_shapes) -> int:
-    """First axis k of the longest suffix [k, n) over which every operand is either contiguous
-    (reads elements in order) or broadcast (reads one element): one flat, vectorizable loop."""
-    nd = len(out_shape)
-    kinds = []
-    for s in operand_shapes:
-        s = (1,) * (nd - len(s)) + tuple(s)
-        kinds.append(["b" if shapes.equal(s[d], 1) and not shapes.equal(out_shape[d], 1) else
-                      ("1" if shapes.equal(out_shape[d], 1) else "c") for d in range(nd)])
-    k = nd
-    while k > 0:
-        trial = k - 1
-        ok = True
-        for kd in kinds:
-            seen = {x for x in kd[trial:] if x != "1"}
-            if len(seen) > 1:
-                ok = False
-        if not ok:
-            break
-        k = trial
-    return k

@@ -105,6 +105,22 @@ void softmax_cols(const T* x, T* y, int64_t n, int64_t inner, int64_t m) {
   }
 }
 
+// out[0:n] = (x - mean(x)) / sqrt(var(x) + eps) * w + b over one fp32 row (out may be x).
+// The mean is of the data shifted by its first element (exact differences when |mean| >> std),
+// kept as an unevaluated float pair hi + lo so that x - hi is exact near the mean.
+inline void normalize_row(const float* xf, float* out, int64_t n, float eps, const float* w, const float* b) {
+  const float x0 = xf[0];
+  const double s1 = lane_accumulate(xf, n, [x0](float v) { return v - x0; });
+  const double mean_d = double(x0) + s1 / double(n);
+  const float mean = float(mean_d), mean_lo = float(mean_d - double(mean));
+  const double ss = lane_accumulate(xf, n, [mean, mean_lo](float v) {
+    const float d = (v - mean) - mean_lo;
+    return d * d;
+  });
+  const float rstd = 1.0f / std::sqrt(float(ss / double(n)) + eps);
+  for (int64_t i = 0; i < n; ++i) out[i] = ((xf[i] - mean) - mean_lo) * rstd * w[i] + b[i];
+}
+
 }  // namespace detail
 
 template <typename T>
@@ -156,18 +172,7 @@ void layer_norm(const T* x, const detail::nondeduced_t<W>* w, const detail::nond
         xf = buf.data();
         out = buf.data();
       }
-      // Mean of the data shifted by its first element (exact differences when |mean| >> std),
-      // kept as an unevaluated float pair hi + lo so that x - hi is exact near the mean.
-      const float x0 = xf[0];
-      const double s1 = detail::lane_accumulate(xf, n, [x0](float v) { return v - x0; });
-      const double mean_d = double(x0) + s1 / double(n);
-      const float mean = float(mean_d), mean_lo = float(mean_d - double(mean));
-      const double ss = detail::lane_accumulate(xf, n, [mean, mean_lo](float v) {
-        const float d = (v - mean) - mean_lo;
-        return d * d;
-      });
-      const float rstd = 1.0f / std::sqrt(float(ss / double(n)) + eps);
-      for (int64_t i = 0; i < n; ++i) out[i] = ((xf[i] - mean) - mean_lo) * rstd * wf[i] + bf[i];
+      detail::normalize_row(xf, out, n, eps, wf, bf);
       if constexpr (!kF32) detail::from_f32(buf.data(), y + r * n, n);
     }
   }
@@ -231,17 +236,7 @@ void layer_norm_row_f32(float* row, T* y, int64_t n, float eps, const float* AIT
   const float* xf = row;
   float* out = nullptr;
   if constexpr (kF32) out = y; else out = row;
-  // statistics as layer_norm's: mean shifted by the first element, kept as a float pair
-  const float x0 = xf[0];
-  const double s1 = detail::lane_accumulate(xf, n, [x0](float v) { return v - x0; });
-  const double mean_d = double(x0) + s1 / double(n);
-  const float mean = float(mean_d), mean_lo = float(mean_d - double(mean));
-  const double ss = detail::lane_accumulate(xf, n, [mean, mean_lo](float v) {
-    const float d = (v - mean) - mean_lo;
-    return d * d;
-  });
-  const float rstd = 1.0f / std::sqrt(float(ss / double(n)) + eps);
-  for (int64_t i = 0; i < n; ++i) out[i] = ((xf[i] - mean) - mean_lo) * rstd * w[i] + b[i];
+  detail::normalize_row(xf, out, n, eps, w, b);
   if constexpr (!kF32) detail::from_f32(row, y, n);
 }
 
