@@ -24,6 +24,11 @@ class Dialect:
             "erf": "ait::verf", "one_plus_erf": "ait::one_plus_erf", "abs": "std::abs",
             "pow": "std::pow", "max": "std::max", "min": "std::min"}
 
+    # the trailing parameters / arguments of every kernel's host function (the dynamic dims;
+    # GPU dialects add the stream)
+    host_params = ["const int64_t* dims"]
+    host_args = ["dims"]
+
     def storage(self, dt) -> str:
         return self.storage_types[np.dtype(dt)]
 

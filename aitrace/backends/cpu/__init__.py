@@ -13,10 +13,11 @@ from ...runtime import cache
 from ...runtime.library import Library
 from ...runtime.progress import progress
 from ..base import Backend, Source, register
+from ..codegen import generate, templates
 from ..lowering import load_lowerings
-from .codegen import generate
 
 INCLUDE = Path(__file__).parent / "include"
+TEMPLATES = templates(Path(__file__).parent / "templates")
 load_lowerings(__name__, __path__)
 
 
@@ -110,7 +111,7 @@ class CpuBackend(Backend):
         return shutil.which(compiler()) is not None
 
     def lower(self, graph, memory_fusion: bool = True, **options) -> Source:
-        return generate(graph, "cpu", memory_fusion=memory_fusion)
+        return generate(graph, "cpu", TEMPLATES, memory_fusion=memory_fusion)
 
     def build(self, source: Source) -> Path:
         cxx, fl = compiler(), flags()

@@ -1,4 +1,7 @@
-"""Graph -> one C++ translation unit: kernels (from the registered lowerings) and the C ABI."""
+"""Graph -> one translation unit (C++ for the cpu backend, CUDA C++ for cuda): the kernels from
+the backend's registered lowerings, the buffer pointers of the memory plan and views, and the C
+ABI from the backend's model template. What differs between backends is the Dialect (types,
+math), the templates folder and the lowerings; this file is shared."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,25 +9,28 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from ...core import shapes
-from ...core.ir import Eqn, Graph, GraphPrinter, Literal, Var, unique_vars
-from ...passes.fuse_memory import View, contiguous_strides, plan_views
-from ...passes.memory_plan import plan_memory
-from ..base import Source
-from ..cemit import ELEMENTWISE, Dialect, dim_expr
-from ..lowering import LOWERINGS, Kernel, legalize, view_support
+from ..core import shapes
+from ..core.ir import Eqn, Graph, GraphPrinter, Literal, Var, unique_vars
+from ..passes.fuse_memory import View, contiguous_strides, plan_views
+from ..passes.memory_plan import plan_memory
+from .base import Source
+from .cemit import ELEMENTWISE, Dialect, dim_expr
+from .lowering import LOWERINGS, Kernel, legalize, view_support
 
-TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-                               trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                               undefined=jinja2.StrictUndefined)
+
+def templates(folder) -> jinja2.Environment:
+    """The jinja2 environment of one backend's templates folder."""
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(Path(folder)), trim_blocks=True,
+                              lstrip_blocks=True, keep_trailing_newline=True,
+                              undefined=jinja2.StrictUndefined)
 DL_CODES = {"f16": (2, 16), "bf16": (4, 16), "f32": (2, 32), "i32": (0, 32), "i64": (0, 64), "bool": (6, 8)}
 
 
 class Ctx:
     """What a lowering sees: C names and types of values, dims as C expressions, templates."""
 
-    def __init__(self, backend: str, graph: Graph, dialect: Dialect):
-        self.backend, self.graph, self.dialect = backend, graph, dialect
+    def __init__(self, backend: str, graph: Graph, dialect: Dialect, env: jinja2.Environment):
+        self.backend, self.graph, self.dialect, self.env = backend, graph, dialect, env
         self.printer = GraphPrinter()
         self.graph_text = self.printer.graph(graph)
         self.symbols = sorted({s for v in graph.invars for s in shapes.symbols(v.aval.shape)}, key=str)
@@ -62,17 +68,17 @@ class Ctx:
         return "".join(f"  const int64_t {s} = dims[{i}]; (void){s};\n" for i, s in enumerate(self.symbols))
 
     def render(self, template: str, **kw) -> str:
-        return TEMPLATES.get_template(template).render(ctx=self, **kw)
+        return self.env.get_template(template).render(ctx=self, **kw)
 
     def signature(self, kname: str, e: Eqn, extra_params: str = "") -> str:
         """`static void kname(const T* __restrict in..., T* __restrict out..., dims)`."""
         ps = [f"const {self.storage(a)}* __restrict {self.name(a)}" for a in unique_vars(e.invars)]
         ps += [f"{self.storage(v)}* __restrict {self.name(v)}" for v in e.outvars]
-        return f"static void {kname}({', '.join(ps + ([extra_params] if extra_params else []) + ['const int64_t* dims'])})"
+        return f"static void {kname}({', '.join(ps + ([extra_params] if extra_params else []) + self.dialect.host_params)})"
 
     def call(self, kname: str, e: Eqn) -> str:
         args = [self.name(a) for a in unique_vars(e.invars)] + [self.name(v) for v in e.outvars]
-        return f"{kname}({', '.join(args + ['dims'])});"
+        return f"{kname}({', '.join(args + self.dialect.host_args)});"
 
 
 def _input_checks(ctx: Ctx) -> list[str]:
@@ -119,10 +125,10 @@ def _materialize_literals(graph: Graph) -> Graph:
     return Graph(graph.invars, constvars, consts, eqns, graph.outvars)
 
 
-def generate(graph: Graph, backend: str = "cpu", dialect: Dialect | None = None,
-             memory_fusion: bool = True) -> Source:
+def generate(graph: Graph, backend: str, env: jinja2.Environment, dialect: Dialect | None = None,
+             memory_fusion: bool = True, model_template: str = "model.cpp.j2", **template_args) -> Source:
     graph = _materialize_literals(legalize(graph, backend))
-    ctx = Ctx(backend, graph, dialect or Dialect())
+    ctx = Ctx(backend, graph, dialect or Dialect(), env)
     mv = plan_views(graph, *view_support(backend), enabled=memory_fusion)
     ctx.views = mv.views
     plan = plan_memory(graph, root=mv.root())
@@ -137,7 +143,7 @@ def generate(graph: Graph, backend: str = "cpu", dialect: Dialect | None = None,
     written = {}
     for i, v in enumerate(graph.outvars):
         if v in written or v in graph.invars or v in graph.constvars or ctx.view(v).root is not v:
-            copies.append(f"std::memcpy(ait::tensor_data<void>(out[{i}]), {ctx.name(v)}, "
+            copies.append(f"AIT_COPY_OUT(ait::tensor_data<void>(out[{i}]), {ctx.name(v)}, "
                           f"size_t({dim_expr(v.aval.size)}) * sizeof({ctx.storage(v)}));")
         else:
             written[v] = i
@@ -162,7 +168,7 @@ def generate(graph: Graph, backend: str = "cpu", dialect: Dialect | None = None,
         ctx.includes.update(k.includes)
         kernels.append(k)
     pointers += views
-    text = ctx.render("model.cpp.j2", backend=backend, graph_text=ctx.graph_text, kernels=kernels,
+    text = ctx.render(model_template, backend=backend, **template_args, graph_text=ctx.graph_text, kernels=kernels,
                       includes=sorted(ctx.includes), inputs=graph.invars, outputs=graph.outvars,
                       checks=_input_checks(ctx), dim_values=[str(s) for s in ctx.symbols],
                       arena_bytes=dim_expr(plan.arena_bytes), pointers=pointers, copies=copies,
