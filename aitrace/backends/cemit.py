@@ -28,6 +28,7 @@ class Dialect:
     # GPU dialects add the stream)
     host_params = ["const int64_t* dims"]
     host_args = ["dims"]
+    device_type = 1  # DLPack's kDLCPU: where the library's arrays live
 
     def storage(self, dt) -> str:
         return self.storage_types[np.dtype(dt)]

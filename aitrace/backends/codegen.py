@@ -88,7 +88,8 @@ def _input_checks(ctx: Ctx) -> list[str]:
         for i, v in enumerate(atoms):
             code, bits = DL_CODES[str(v.aval).split("[")[0]]
             exp = str(v.aval)
-            lines.append(f'if (ait::check_tensor({arr}[{i}], "{group}", {i}, {code}, {bits}, {v.aval.ndim}, "{exp}")) return 1;')
+            lines.append(f'if (ait::check_tensor({arr}[{i}], "{group}", {i}, {code}, {bits}, {v.aval.ndim}, "{exp}", '
+                         f'{ctx.dialect.device_type})) return 1;')
             for axis, d in enumerate(v.aval.shape):
                 if not isinstance(d, int) and d.is_Symbol and d not in bound:
                     bound.add(d)

@@ -55,3 +55,17 @@ def eval_graph(graph: Graph, args, env: dict | None = None) -> list:
             _check_shape(e.prim.name, o.shape, v.aval.shape, env)
             values[v] = o
     return [values[v] for v in graph.outvars]
+
+
+def replay(graph: Graph, args) -> list:
+    """Apply the graph's equations to `args` through `bind`, so that under a trace they are
+    recorded again (inlining a sub-graph); with arrays it evaluates like eval_graph."""
+    env = dict(zip(graph.invars, args))
+    env.update(zip(graph.constvars, graph.consts))
+
+    def read(a):
+        return a.value if isinstance(a, Literal) else env[a]
+    for e in graph.eqns:
+        out = e.prim.bind(*map(read, e.invars), **e.params)
+        env.update(zip(e.outvars, out if e.prim.multiple_results else [out]))
+    return [read(v) for v in graph.outvars]

@@ -48,9 +48,11 @@ class Lowered:
 
 
 class Jitted:
-    def __init__(self, fn: Callable, backend=None, dynamic=None, static_argnums=(), passes=None):
+    def __init__(self, fn: Callable, backend=None, dynamic=None, static_argnums=(), passes=None,
+                 **backend_options):
         from .. import backends
         self.fn = fn
+        self.backend_options = backend_options  # e.g. arch="sm_90a" for cuda
         self.backend = backends.get(backend)
         self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
         if any(not isinstance(i, int) or i < 0 for i in self.static_argnums):
@@ -130,7 +132,8 @@ class Jitted:
             graph, out_tree = trace_to_graph(with_static, dyn_args, avals)
             from ..passes import lowering_options, run_pipeline
             graph = run_pipeline(graph, self.passes)
-            self._cache[key] = Lowered(self.backend, graph, out_tree, checks, lowering_options(self.passes))
+            self._cache[key] = Lowered(self.backend, graph, out_tree, checks,
+                                       {**lowering_options(self.passes), **self.backend_options})
         return self._cache[key]
 
     def __call__(self, *args):
@@ -153,9 +156,9 @@ class Jitted:
 
 
 def jit(fn: Callable | None = None, *, backend: str | None = None, dynamic=None,
-        static_argnums=(), passes=None):
+        static_argnums=(), passes=None, **backend_options):
     """Compile `fn` for the backend (default: cuda/hip where present, else cpu); usable bare
     (`@ait.jit`) or with options (`@ait.jit(backend="cpu")`)."""
     if fn is None:
-        return lambda f: Jitted(f, backend, dynamic, static_argnums, passes)
-    return Jitted(fn, backend, dynamic, static_argnums, passes)
+        return lambda f: Jitted(f, backend, dynamic, static_argnums, passes, **backend_options)
+    return Jitted(fn, backend, dynamic, static_argnums, passes, **backend_options)

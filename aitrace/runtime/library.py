@@ -110,8 +110,19 @@ class Library:
         t.shape, t.strides, t.byte_offset = shape, ffi.NULL, 0
         return t
 
-    def allocate_outputs(self, env: dict):
-        return [np.empty(tuple(shapes.evaluate(d, env) for d in a.shape), a.dtype) for a in self.out_avals]
+    def output_shapes(self, env: dict) -> list[tuple]:
+        return [tuple(shapes.evaluate(d, env) for d in a.shape) for a in self.out_avals]
+
+    def allocate_outputs(self, env: dict, arrays=()):
+        """Output arrays for one call (numpy here; device backends allocate in the caller's library)."""
+        return [np.empty(s, a.dtype) for s, a in zip(self.output_shapes(env), self.out_avals)]
+
+    def wrap_outputs(self, arrays, outs):
+        first = arrays[0] if arrays else None
+        return [like(first, o) for o in outs]
+
+    def default_stream(self, arrays):
+        return None
 
     def __call__(self, *arrays, stream=None):
         infos = [dlpack.describe(a, f"argument {i}") for i, a in enumerate(arrays)]
@@ -121,7 +132,7 @@ class Library:
                 infos[i] = dlpack.describe(to_numpy(arrays[i], f"argument {i}").astype(np.float32),
                                            f"argument {i}")
         env = self._bind(infos)
-        outs = self.allocate_outputs(env)
+        outs = self.allocate_outputs(env, arrays)
         out_infos = [dlpack.describe(o, f"output {i}") for i, o in enumerate(outs)]
         keep: list = []
         ins = ffi.new("DLTensor[]", max(len(infos), 1))
@@ -130,6 +141,8 @@ class Library:
         outs_dl = ffi.new("DLTensor[]", max(len(out_infos), 1))
         for i, info in enumerate(out_infos):
             outs_dl[i] = self._dltensor(info, keep)[0]
+        if stream is None:
+            stream = self.default_stream(arrays)
         ctx = self._context()
         try:
             rc = self.lib.ait_run(ctx, ins, len(infos), outs_dl, len(out_infos),
@@ -137,5 +150,4 @@ class Library:
         finally:
             self._contexts.put(ctx)
         self._check(rc, "run")
-        first = arrays[0] if arrays else None
-        return [like(first, o) for o in outs]
+        return self.wrap_outputs(arrays, outs)

@@ -74,10 +74,10 @@ struct Arena {
 
 // Checks one DLTensor against the expected dtype, rank and contiguity; binds or compares dims.
 inline int check_tensor(const DLTensor& t, const char* what, int index, uint8_t code, uint8_t bits,
-                        int32_t ndim, const char* expected) {
-  if (t.device.device_type != kDLCPU)
-    return fail("%s %d: expected a CPU array %s, got device type %d", what, index, expected,
-                t.device.device_type);
+                        int32_t ndim, const char* expected, int32_t device_type = kDLCPU) {
+  if (t.device.device_type != device_type)
+    return fail("%s %d: expected a %s array %s, got device type %d", what, index,
+                device_type == kDLCPU ? "CPU" : "CUDA", expected, t.device.device_type);
   if (t.dtype.code != code || t.dtype.bits != bits || t.dtype.lanes != 1)
     return fail("%s %d: expected %s, got dtype code %d with %d bits", what, index, expected,
                 t.dtype.code, t.dtype.bits);

@@ -1,0 +1,126 @@
+"""CUDA lowerings that launch the shared kernels of include/ait/cuda.h: layout copies, reductions,
+softmax, layer norm, attention. Each computes sizes and strides on the host and launches once."""
+from __future__ import annotations
+
+from ...core import shapes
+from ..cpu.calls import REDUCTIONS, _split, _strides, _unit_last, legalize_reduce
+from ..lowering import Kernel, any_view, broadcast_strides, legalizer, lowering, operand_strides
+
+legalizer("cuda", *REDUCTIONS)(legalize_reduce)  # non-adjacent axes: one transpose first, as on the cpu
+
+
+def _kernel(ctx, kname, e, lines) -> Kernel:
+    body = "".join(f"  {line}\n" for line in lines)
+    definition = (f"{ctx.signature(kname, e)} {{\n{ctx.symbol_preamble()}{body}}}\n")
+    return Kernel(kname, definition, ctx.call(kname, e) + f"\n    AIT_LAUNCHED(\"{kname}\");")
+
+
+def _copy(ctx, src, ss, dst, ds, shape, t) -> list[str]:
+    if not shape:
+        return [f"cudaMemcpyAsync({dst}, {src}, sizeof({t}), cudaMemcpyDeviceToDevice, stream);"]
+    arr = lambda xs: ", ".join(ctx.dim(x) for x in xs)  # noqa: E731
+    return ["{",
+            f"  const int64_t shape[] = {{{arr(shape)}}}, ss[] = {{{arr(ss)}}}, ds[] = {{{arr(ds)}}};",
+            f"  ait::gpu::copy_strided<{t}>({src}, ss, {dst}, ds, shape, {len(shape)}, stream);",
+            "}"]
+
+
+@lowering("cuda", "transpose", "broadcast_to", "slice", "flip", reads=any_view, writes=any_view)
+def lower_copy(ctx, e, kname):
+    (x,), (y,) = e.invars, e.outvars
+    xs, ys, t = x.aval.shape, y.aval.shape, ctx.storage(x)
+    src_st, src = ctx.strides(x), ctx.name(x)
+    if e.prim.name == "transpose":
+        ss = [src_st[p] for p in e.params["perm"]]
+    elif e.prim.name == "broadcast_to":
+        ss = operand_strides(src_st, xs, ys)
+    elif e.prim.name == "slice":
+        ss = [s * k for s, k in zip(src_st, e.params["step"])]
+        off = sum((s * a for s, a in zip(src_st, e.params["start"])), 0)
+        src = f"{src} + {ctx.dim(off)}"
+    else:
+        ss, off = list(src_st), 0
+        for a in e.params["axes"]:
+            ss[a] = -src_st[a]
+            off = off + src_st[a] * (xs[a] - 1)
+        src = f"{src} + {ctx.dim(off)}"
+    return _kernel(ctx, kname, e, _copy(ctx, src, ss, ctx.name(y), ctx.strides(y), ys, t))
+
+
+@lowering("cuda", "reshape", reads=any_view)
+def lower_reshape(ctx, e, kname):
+    (x,), (y,) = e.invars, e.outvars
+    return _kernel(ctx, kname, e, _copy(ctx, ctx.name(x), ctx.strides(x), ctx.name(y), _strides(x.aval.shape),
+                                        x.aval.shape, ctx.storage(x)))
+
+
+@lowering("cuda", "concatenate", reads=any_view, writes=any_view)
+def lower_concatenate(ctx, e, kname):
+    (y,), axis = e.outvars, e.params["axis"]
+    lines, off, dst_st = [], 0, ctx.strides(y)
+    for x in e.invars:
+        if ctx.view(x).root is not ctx.view(y).root:
+            lines += _copy(ctx, ctx.name(x), ctx.strides(x), f"{ctx.name(y)} + {ctx.dim(off * dst_st[axis])}",
+                           dst_st, x.aval.shape, ctx.storage(y))
+        off = off + x.aval.shape[axis]
+    return _kernel(ctx, kname, e, lines)
+
+
+@lowering("cuda", *REDUCTIONS)
+def lower_reduce(ctx, e, kname):
+    (x,), (y,) = e.invars, e.outvars
+    axes = e.params["axes"]
+    first, last = (axes[0], axes[-1] + 1) if axes else (0, 0)
+    o, n, i = _split(x.aval.shape, first, last, ctx)
+    op = REDUCTIONS.index(e.prim.name)
+    return _kernel(ctx, kname, e, [f"ait::gpu::reduce<{ctx.storage(x)}, {ctx.storage(y)}>({ctx.name(x)}, "
+                                   f"{ctx.name(y)}, {o}, {n}, {i}, {op}, stream);"])
+
+
+@lowering("cuda", "softmax")
+def lower_softmax(ctx, e, kname):
+    (x,), (y,) = e.invars, e.outvars
+    if e.params["axis"] != x.aval.ndim - 1:
+        raise NotImplementedError("cuda softmax: only over the last axis so far")
+    rows, n = ctx.dim(shapes.prod(x.aval.shape[:-1])), ctx.dim(x.aval.shape[-1])
+    return _kernel(ctx, kname, e, [f"ait::gpu::softmax<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(y)}, {rows}, {n}, stream);"])
+
+
+@lowering("cuda", "layer_norm")
+def lower_layer_norm(ctx, e, kname):
+    x, (y,) = e.invars[0], e.outvars
+    it = iter(e.invars[1:])
+    w = ctx.name(next(it)) if e.params["has_weight"] else "nullptr"
+    b = ctx.name(next(it)) if e.params["has_bias"] else "nullptr"
+    wt = ctx.storage(e.invars[1]) if len(e.invars) > 1 else ctx.storage(x)
+    rows, n = ctx.dim(shapes.prod(x.aval.shape[:-1])), ctx.dim(x.aval.shape[-1])
+    return _kernel(ctx, kname, e, [f"ait::gpu::layer_norm<{ctx.storage(x)}, {wt}>({ctx.name(x)}, "
+                                   f"static_cast<const {wt}*>({w}), static_cast<const {wt}*>({b}), {ctx.name(y)}, "
+                                   f"{rows}, {n}, {e.params['eps']!r}f, stream);"])
+
+
+@lowering("cuda", "attention", reads=lambda e, i, view: i < 3 and _unit_last(e.invars[i].aval.shape, view.strides),
+          writes=lambda e, j, view: _unit_last(e.outvars[j].aval.shape, view.strides))
+def lower_attention(ctx, e, kname):
+    q, k, v = e.invars[:3]
+    (o,) = e.outvars
+    B, H, Sq, D = q.aval.shape
+    Sk, Dv = k.aval.shape[2], v.aval.shape[3]
+    kind = {None: 0, "bool": 1, "additive": 2}[e.params["mask_kind"]]
+    if kind:
+        m = e.invars[3]
+        ms = [ctx.dim(s) for s in broadcast_strides(m.aval.shape, (B, H, Sq, Sk))]
+        mask, mt = ctx.name(m), ctx.storage(m)
+    else:
+        ms, mask, mt = ["0"] * 4, "nullptr", ctx.storage(q)
+
+    def st(atom):
+        return [ctx.dim(s) for s in ctx.strides(atom)[:3]]
+    args = [ctx.name(q), ctx.name(k), ctx.name(v), ctx.name(o), *map(ctx.dim, (B, H, Sq, Sk, D, Dv)),
+            f"{e.params['scale']!r}f", "true" if e.params["causal"] else "false", str(kind),
+            f"static_cast<const {mt}*>({mask})", *ms, *st(q), *st(k), *st(v), *st(o)]
+    rows = ctx.dim(B * H * Sq)
+    return _kernel(ctx, kname, e, [
+        f"if ({ctx.dim(D)} > 256 || {ctx.dim(Dv)} > 256) throw std::runtime_error(\"attention: head dim > 256\");",
+        f"ait::gpu::attention_kernel<{ctx.storage(q)}, {mt}><<<ait::gpu::blocks_for({rows} * 32, 128), 128, 0, stream>>>("
+        f"{', '.join(args)});"])

@@ -1,0 +1,18 @@
+"""CUDA C++ for the shared C emitter: CUDA's half types, device math, and kernels' host
+functions taking the stream."""
+from __future__ import annotations
+
+from ...core import dtypes
+from ..cemit import Dialect
+
+
+class CudaDialect(Dialect):
+    name = "cuda"
+    storage_types = {dtypes.float16: "__half", dtypes.bfloat16: "__nv_bfloat16", dtypes.float32: "float",
+                     dtypes.int32: "int32_t", dtypes.int64: "int64_t", dtypes.bool_: "bool"}
+    math = {"exp": "expf", "log": "logf", "sqrt": "sqrtf", "tanh": "tanhf", "erf": "erff",
+            "one_plus_erf": "ait::gpu::one_plus_erf", "abs": "fabsf", "pow": "powf", "max": "ait::gpu::cmax",
+            "min": "ait::gpu::cmin"}
+    host_params = ["const int64_t* dims", "cudaStream_t stream"]
+    host_args = ["dims", "stream"]
+    device_type = 2  # kDLCUDA
