@@ -124,3 +124,57 @@ def lower_attention(ctx, e, kname):
         f"if ({ctx.dim(D)} > 256 || {ctx.dim(Dv)} > 256) throw std::runtime_error(\"attention: head dim > 256\");",
         f"ait::gpu::attention_kernel<{ctx.storage(q)}, {mt}><<<ait::gpu::blocks_for({rows} * 32, 128), 128, 0, stream>>>("
         f"{', '.join(args)});"])
+
+
+def _ops_kernel(ctx, kname, e, lines) -> Kernel:
+    k = _kernel(ctx, kname, e, lines)
+    k.includes = ("ait/cuda_ops.h",)
+    return k
+
+
+@lowering("cuda", "max_pool2d", "avg_pool2d")
+def lower_pool(ctx, e, kname):
+    (x,), (y,) = e.invars, e.outvars
+    N, H, W, C = map(ctx.dim, x.aval.shape)
+    OH, OW = ctx.dim(y.aval.shape[1]), ctx.dim(y.aval.shape[2])
+    (kh, kw), (sh, sw) = e.params["kernel_size"], e.params["stride"]
+    pt, pl = e.params["padding"]
+    is_max = int(e.prim.name == "max_pool2d")
+    cip = "true" if e.params.get("count_include_pad", False) else "false"
+    return _ops_kernel(ctx, kname, e, [f"ait::gpu::pool2d<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(y)}, {N}, {H}, {W}, "
+                                       f"{C}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {OH}, {OW}, {is_max}, {cip}, stream);"])
+
+
+@lowering("cuda", "take")
+def lower_take(ctx, e, kname):
+    (t_, i_), (y,) = e.invars, e.outvars
+    ax = e.params["axis"]
+    o, n, inner = _split(t_.aval.shape, ax, ax + 1, ctx)
+    return _ops_kernel(ctx, kname, e, [f"ait::gpu::take<{ctx.storage(t_)}, {ctx.storage(i_)}>({ctx.name(t_)}, "
+                                       f"{ctx.name(i_)}, {ctx.name(y)}, {o}, {n}, {inner}, {ctx.dim(i_.aval.size)}, stream);"])
+
+
+@lowering("cuda", "pad")
+def lower_pad(ctx, e, kname):
+    (x,), (y,) = e.invars, e.outvars
+    pw, t = e.params["pad_width"], ctx.storage(x)
+    arr = lambda xs: ", ".join(ctx.dim(v) for v in xs) or "0"  # noqa: E731
+    value = ctx.dialect.literal(e.params["value"], x.aval.dtype)
+    return _ops_kernel(ctx, kname, e, [
+        f"const int64_t shape[] = {{{arr(x.aval.shape)}}}, lo[] = {{{arr([p[0] for p in pw])}}}, "
+        f"hi[] = {{{arr([p[1] for p in pw])}}};",
+        f"ait::gpu::pad_constant<{t}>({ctx.name(x)}, {ctx.name(y)}, shape, lo, hi, {x.aval.ndim}, {t}({value}), stream);"])
+
+
+@lowering("cuda", "batch_norm")
+def lower_batch_norm(ctx, e, kname):
+    x, mean, var = e.invars[:3]
+    (y,) = e.outvars
+    it = iter(e.invars[3:])
+    w = ctx.name(next(it)) if e.params["has_weight"] else "nullptr"
+    b = ctx.name(next(it)) if e.params["has_bias"] else "nullptr"
+    p = ctx.storage(mean)
+    rows, c = ctx.dim(shapes.prod(x.aval.shape[:-1])), ctx.dim(x.aval.shape[-1])
+    return _ops_kernel(ctx, kname, e, [f"ait::gpu::batch_norm<{ctx.storage(x)}, {p}>({ctx.name(x)}, {ctx.name(mean)}, "
+                                       f"{ctx.name(var)}, static_cast<const {p}*>({w}), static_cast<const {p}*>({b}), "
+                                       f"{ctx.name(y)}, {rows}, {c}, {e.params['eps']!r}f, stream);"])

@@ -1,0 +1,110 @@
+"""CUDA lowering of the GEMM family and convolution: matmul (batched, broadcasting, strided
+operands), conv2d (NHWC) and fused_gemm (either with an elementwise epilogue). fp16/bf16 GEMMs
+whose shapes CUTLASS takes go through the sm90 CUTLASS kernels of gemm.py; everything else
+through the SIMT kernels of ait/cuda_ops.h, with the epilogue as a generated device functor."""
+from __future__ import annotations
+
+from ...core import shapes
+from ...passes.fuse_memory import rows_uniform
+from ..cpu.elementwise import statements
+from ..lowering import Kernel, lowering, operand_strides
+
+
+def _gemm_reads(e, i, view) -> bool:
+    return i < 2 and (e.prim.name == "matmul" or e.params["base"] == "matmul")
+
+
+def _rows_apart(e, j, view) -> bool:
+    return rows_uniform(e.outvars[j].aval.shape, view.strides) is not None
+
+
+def epilogue_functor(ctx, kname: str, e):
+    """(struct definition, constructor taking row0 and M) of a fused_gemm's epilogue, on the device."""
+    g = e.params["epilogue"]
+    y, extra = g.invars[0], g.invars[1:]
+    (out,) = e.outvars
+    locals_ = {y: "acc"}
+    body, members = [], []
+    for j, v in enumerate(extra):
+        full = v.aval.shape == out.aval.shape
+        idx = "row * N + j" if full else ("j" if v.aval.shape and v.aval.shape[-1] != 1 else "0")
+        members.append(f"const {ctx.storage(v)}* p{j};")
+        locals_[v] = f"a{j}"
+        body.append(f"const {ctx.compute(v)} a{j} = ait::gpu::load<{ctx.compute(v)}>(p{j}[{idx}]);")
+    body += statements(ctx, g.eqns, locals_)
+    body.append(f"out[row * ldo + j] = ait::gpu::store<{ctx.storage(out)}, {ctx.compute(out)}>({locals_[g.outvars[0]]});")
+    ops = " -> ".join(se.prim.name for se in g.eqns)
+    lines = "\n".join(f"    {b}" for b in body)
+    struct = (f"// GEMM epilogue of {kname}: {ops}, per output element\n"
+              f"struct {kname}_epilogue {{\n  {ctx.storage(out)}* out;\n"
+              + "".join(f"  {m}\n" for m in members)
+              + "  int64_t N, ldo, row0, M;\n"
+              "  __device__ __forceinline__ void operator()(int64_t b, int64_t i, int64_t j, float acc) const {\n"
+              "    const int64_t row = row0 + b * M + i;\n"
+              f"{lines}\n  }}\n}};\n\n")
+    ptrs = ", ".join([ctx.name(out)] + [ctx.name(v) for v in e.invars[2:]])
+    ldo = ctx.dim(rows_uniform(out.aval.shape, ctx.strides(out)))
+    n_cols = ctx.dim(out.aval.shape[-1])
+    return struct, lambda row0, M: f"{kname}_epilogue{{{ptrs}, {n_cols}, {ldo}, {row0}, {M}}}"
+
+
+def _kernel(ctx, kname, e, lines, prefix="") -> Kernel:
+    body = "".join(f"  {line}\n" for line in lines)
+    definition = f"{prefix}{ctx.signature(kname, e)} {{\n{ctx.symbol_preamble()}{body}}}\n"
+    return Kernel(kname, definition, ctx.call(kname, e) + f"\n    AIT_LAUNCHED(\"{kname}\");",
+                  includes=("ait/cuda_ops.h",))
+
+
+@lowering("cuda", "matmul", reads=_gemm_reads, writes=_rows_apart)
+def lower_matmul(ctx, e, kname: str, epilogue=None, prefix: str = "") -> Kernel:
+    a, b = e.invars[:2]
+    (c,) = e.outvars
+    out_batch = c.aval.shape[:-2]
+    M, K, N = a.aval.shape[-2], a.aval.shape[-1], b.aval.shape[-1]
+    sa, sb = ctx.strides(a), ctx.strides(b)
+    ab = operand_strides(sa[:-2], a.aval.shape[:-2], out_batch)
+    bb = operand_strides(sb[:-2], b.aval.shape[:-2], out_batch)
+    k = max(len(out_batch) - 1, 0)
+    ldc = ctx.dim(rows_uniform(c.aval.shape, ctx.strides(c)))
+    inner = ctx.dim(out_batch[-1] if out_batch else 1)
+    outer = ctx.dim(shapes.prod(out_batch[:k]))
+
+    def offset(st):
+        return " + ".join(f"x{d} * {ctx.dim(st[d])}" for d in range(k) if st[d] != 0) or "0"
+    lines = [f"const int64_t M = {ctx.dim(M)}, N = {ctx.dim(N)}, K = {ctx.dim(K)}, ldc = {ldc}, inner_batch = {inner};",
+             "(void)ldc;",
+             f"for (int64_t o = 0; o < {outer}; ++o) {{", "  int64_t r = o; (void)r;"]
+    for d in reversed(range(k)):
+        lines.append(f"  const int64_t x{d} = r % {ctx.dim(out_batch[d])}; r /= {ctx.dim(out_batch[d])};")
+    epi = epilogue("o * inner_batch * M", "M") if epilogue else \
+        f"ait::gpu::StoreEpi<{ctx.storage(c)}>{{{ctx.name(c)} + o * inner_batch * M * ldc, M * ldc, ldc}}"
+    lines += [f"  ait::gpu::gemm_simt(inner_batch, M, N, K, {ctx.name(a)} + {offset(ab)}, "
+              f"{ctx.dim(ab[-1]) if out_batch else 0}, {ctx.dim(sa[-2])}, {ctx.dim(sa[-1])}, {ctx.name(b)} + {offset(bb)}, "
+              f"{ctx.dim(bb[-1]) if out_batch else 0}, {ctx.dim(sb[-2])}, {ctx.dim(sb[-1])}, {epi}, stream);", "}"]
+    return _kernel(ctx, kname, e, lines, prefix)
+
+
+def conv2d_call(ctx, e, kname, params, epilogue: str, prefix: str = "") -> Kernel:
+    x, w = e.invars[:2]
+    N, H, W, C = map(ctx.dim, x.aval.shape)
+    O, KH, KW = map(ctx.dim, w.aval.shape[:3])
+    (sh, sw), ((pt, pb), (pl, pr)) = params["stride"], params["padding"]
+    dh, dw = params["dilation"]
+    return _kernel(ctx, kname, e, [f"ait::gpu::conv2d({ctx.name(x)}, {ctx.name(w)}, {N}, {H}, {W}, {C}, {O}, {KH}, {KW}, "
+                                   f"{sh}, {sw}, {pt}, {pb}, {pl}, {pr}, {dh}, {dw}, {params['groups']}, {epilogue}, stream);"],
+                   prefix)
+
+
+@lowering("cuda", "conv2d", writes=_rows_apart)
+def lower_conv2d(ctx, e, kname):
+    y = e.outvars[0]
+    ldc = ctx.dim(rows_uniform(y.aval.shape, ctx.strides(y)))
+    return conv2d_call(ctx, e, kname, e.params, f"ait::gpu::StoreEpi<{ctx.storage(y)}>{{{ctx.name(y)}, 0, {ldc}}}")
+
+
+@lowering("cuda", "fused_gemm", reads=_gemm_reads, writes=_rows_apart)
+def lower_fused_gemm(ctx, e, kname: str) -> Kernel:
+    struct, make = epilogue_functor(ctx, kname, e)
+    if e.params["base"] == "conv2d":
+        return conv2d_call(ctx, e, kname, dict(e.params["base_params"]), make("0", "0"), prefix=struct)
+    return lower_matmul(ctx, e, kname, epilogue=make, prefix=struct)
