@@ -52,24 +52,15 @@ def gpu_arch() -> str | None:
     return "sm_90a" if major == "9" else f"sm_{major}{minor}"
 
 
-def cutlass_include() -> Path | None:
-    """The CUTLASS headers of the nvidia-cutlass wheel (extra `cuda`), if installed."""
-    try:
-        import cutlass_library
-    except ImportError:
-        return None
-    p = Path(cutlass_library.__file__).parent / "source" / "include"
-    return p if p.exists() else None
-
-
 def flags(arch: str) -> list[str]:
     code = arch.replace("sm_", "")
     # -DNDEBUG: without it ptxas serializes wgmma (warning C7510)
     f = ["-std=c++17", "-O3", "-DNDEBUG", "--expt-relaxed-constexpr", f"-gencode=arch=compute_{code},code={arch}",
          "-Xcompiler", "-fPIC", "-shared", "-lineinfo"]
     f += [f"-I{p}" for p in INCLUDES]
-    if cutlass_include():
-        f.append(f"-I{cutlass_include()}")
+    from .gemm import cutlass_include_dir  # CUTLASS's headers (extra `cuda`), where installed
+    if cutlass_include_dir():
+        f.append(f"-I{cutlass_include_dir()}")
     return f
 
 
@@ -85,7 +76,7 @@ class CudaBackend(Backend):
 
     def lower(self, graph, memory_fusion: bool = True, arch: str | None = None, **options) -> Source:
         arch = arch or gpu_arch() or "sm_90a"
-        src = generate(graph, "cuda", TEMPLATES, CudaDialect(), memory_fusion=memory_fusion,
+        src = generate(graph, "cuda", TEMPLATES, CudaDialect(arch), memory_fusion=memory_fusion,
                        model_template="model.cu.j2", arch=arch)
         src.info["arch"] = arch
         return src

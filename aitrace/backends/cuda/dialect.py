@@ -16,3 +16,6 @@ class CudaDialect(Dialect):
     host_params = ["const int64_t* dims", "cudaStream_t stream"]
     host_args = ["dims", "stream"]
     device_type = 2  # kDLCUDA
+
+    def __init__(self, arch: str = "sm_90a"):
+        self.arch = arch  # the target: lowerings pick kernels by it (CUTLASS sm90 on sm_90a)

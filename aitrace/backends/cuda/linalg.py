@@ -1,8 +1,12 @@
 """CUDA lowering of the GEMM family and convolution: matmul (batched, broadcasting, strided
 operands), conv2d (NHWC) and fused_gemm (either with an elementwise epilogue). fp16/bf16 GEMMs
-whose shapes CUTLASS takes go through the sm90 CUTLASS kernels of gemm.py; everything else
-through the SIMT kernels of ait/cuda_ops.h, with the epilogue as a generated device functor."""
+whose shapes CUTLASS takes go through the sm90 CUTLASS kernels of gemm.py (where its headers are
+installed and the target is sm_90a); everything else, and a CUTLASS launch that refuses its
+sizes at run time (unaligned dynamic dims), through the SIMT kernels of ait/cuda_ops.h with the
+epilogue as a generated device functor."""
 from __future__ import annotations
+
+import hashlib
 
 from ...core import shapes
 from ...passes.fuse_memory import rows_uniform
@@ -48,15 +52,54 @@ def epilogue_functor(ctx, kname: str, e):
     return struct, lambda row0, M: f"{kname}_epilogue{{{ptrs}, {n_cols}, {ldo}, {row0}, {M}}}"
 
 
-def _kernel(ctx, kname, e, lines, prefix="") -> Kernel:
+def _cutlass(ctx, e, kname):
+    """(shared definition, launch expression) of the CUTLASS kernel for e, or None where it does
+    not apply. Identical kernels (same dtypes, layout, epilogue structure) are defined once."""
+    from .gemm import cutlass_include_dir, gemm_geometry, gemm_kernel, unsupported_reason
+    if ctx.dialect.arch != "sm_90a" or cutlass_include_dir() is None:
+        return None
+    if e.prim.name == "fused_gemm" and e.params["base"] != "matmul" or unsupported_reason(e) is not None:
+        return None
+    geo = gemm_geometry(e, ctx.strides)
+    if geo is None:
+        return None
+    probe = gemm_kernel("k", e, b_major=geo.b_major)
+    name = "cutlass_gemm_" + hashlib.sha256(probe.definition.encode()).hexdigest()[:12]
+    defined = ctx.__dict__.setdefault("cutlass_defined", set())
+    definition = "" if name in defined else gemm_kernel(name, e, b_major=geo.b_major).definition + "\n"
+    defined.add(name)
+    ptrs = [ctx.name(a) for a in e.invars[:2]] + [ctx.name(v) for v in e.invars[2:]] + [ctx.name(e.outvars[0])]
+    args = ptrs + [ctx.dim(d) for d in geo.args()] + ["stream", "nullptr", "0"]
+    return definition, f"{name}({', '.join(args)})"
+
+
+def _cutlass_first(ctx, e, kname):
+    """(definition, lines) that try the CUTLASS kernel first and return when it ran; the SIMT
+    lines after them run where CUTLASS refuses the sizes (cudaErrorInvalidValue)."""
+    c = _cutlass(ctx, e, kname)
+    if c is None:
+        return "", []
+    definition, launch = c
+    return definition, [f"const cudaError_t cutlass_status = {launch};",
+                        "if (cutlass_status == cudaSuccess) return;",
+                        "if (cutlass_status != cudaErrorInvalidValue)  // else: sizes CUTLASS does not take",
+                        f"  throw std::runtime_error(std::string(\"{kname} (CUTLASS): \") + cudaGetErrorString(cutlass_status));"]
+
+
+def _kernel(ctx, kname, e, lines, prefix="", cutlass=False) -> Kernel:
     body = "".join(f"  {line}\n" for line in lines)
     definition = f"{prefix}{ctx.signature(kname, e)} {{\n{ctx.symbol_preamble()}{body}}}\n"
     return Kernel(kname, definition, ctx.call(kname, e) + f"\n    AIT_LAUNCHED(\"{kname}\");",
-                  includes=("ait/cuda_ops.h",))
+                  includes=("ait/cuda_ops.h",) + (("ait/cutlass_sm90.h",) if cutlass else ()))
 
 
 @lowering("cuda", "matmul", reads=_gemm_reads, writes=_rows_apart)
-def lower_matmul(ctx, e, kname: str, epilogue=None, prefix: str = "") -> Kernel:
+def lower_matmul(ctx, e, kname: str) -> Kernel:
+    definition, first = _cutlass_first(ctx, e, kname)
+    return simt_matmul(ctx, e, kname, prefix=definition, first_lines=first)
+
+
+def simt_matmul(ctx, e, kname: str, epilogue=None, prefix: str = "", first_lines=()) -> Kernel:
     a, b = e.invars[:2]
     (c,) = e.outvars
     out_batch = c.aval.shape[:-2]
@@ -71,7 +114,8 @@ def lower_matmul(ctx, e, kname: str, epilogue=None, prefix: str = "") -> Kernel:
 
     def offset(st):
         return " + ".join(f"x{d} * {ctx.dim(st[d])}" for d in range(k) if st[d] != 0) or "0"
-    lines = [f"const int64_t M = {ctx.dim(M)}, N = {ctx.dim(N)}, K = {ctx.dim(K)}, ldc = {ldc}, inner_batch = {inner};",
+    lines = [*first_lines,
+             f"const int64_t M = {ctx.dim(M)}, N = {ctx.dim(N)}, K = {ctx.dim(K)}, ldc = {ldc}, inner_batch = {inner};",
              "(void)ldc;",
              f"for (int64_t o = 0; o < {outer}; ++o) {{", "  int64_t r = o; (void)r;"]
     for d in reversed(range(k)):
@@ -81,7 +125,7 @@ def lower_matmul(ctx, e, kname: str, epilogue=None, prefix: str = "") -> Kernel:
     lines += [f"  ait::gpu::gemm_simt(inner_batch, M, N, K, {ctx.name(a)} + {offset(ab)}, "
               f"{ctx.dim(ab[-1]) if out_batch else 0}, {ctx.dim(sa[-2])}, {ctx.dim(sa[-1])}, {ctx.name(b)} + {offset(bb)}, "
               f"{ctx.dim(bb[-1]) if out_batch else 0}, {ctx.dim(sb[-2])}, {ctx.dim(sb[-1])}, {epi}, stream);", "}"]
-    return _kernel(ctx, kname, e, lines, prefix)
+    return _kernel(ctx, kname, e, lines, prefix, cutlass=bool(first_lines))
 
 
 def conv2d_call(ctx, e, kname, params, epilogue: str, prefix: str = "") -> Kernel:
@@ -107,4 +151,5 @@ def lower_fused_gemm(ctx, e, kname: str) -> Kernel:
     struct, make = epilogue_functor(ctx, kname, e)
     if e.params["base"] == "conv2d":
         return conv2d_call(ctx, e, kname, dict(e.params["base_params"]), make("0", "0"), prefix=struct)
-    return lower_matmul(ctx, e, kname, epilogue=make, prefix=struct)
+    definition, first = _cutlass_first(ctx, e, kname)
+    return simt_matmul(ctx, e, kname, epilogue=make, prefix=definition + struct, first_lines=first)
