@@ -125,3 +125,73 @@ def broadcast_strides(in_shape, out_shape) -> list:
             strides[d] = acc if not shapes.equal(in_shape[d], 1) else 0
         acc = acc * in_shape[d]
     return strides
+
+
+# ---------------------------------------------------------------- geometry shared by the C-like backends
+def unit_last(shape, strides) -> bool:
+    """The last axis is contiguous (or of size 1)."""
+    return shapes.equal(shape[-1], 1) or shapes.equal(strides[-1], 1)
+
+
+def attention_reads(e, i, view) -> bool:
+    return i < 3 and unit_last(e.invars[i].aval.shape, view.strides)
+
+
+def attention_writes(e, j, view) -> bool:
+    return unit_last(e.outvars[j].aval.shape, view.strides)
+
+
+def gemm_reads(e, i, view) -> bool:
+    """A and B of a matmul through any strides; epilogue operands and conv inputs contiguous."""
+    return i < 2 and (e.prim.name == "matmul" or e.params["base"] == "matmul")
+
+
+def rows_apart(e, j, view) -> bool:
+    """Output rows any distance apart (a slot of a concatenation), columns contiguous."""
+    from ..passes.fuse_memory import rows_uniform
+    return rows_uniform(e.outvars[j].aval.shape, view.strides) is not None
+
+
+def attention_args(ctx, e) -> tuple[list[str], str]:
+    """(arguments after the template parameters, mask storage type) of an attention call:
+    q, k, v, out, B, H, Sq, Sk, D, Dv, scale, causal, mask kind, mask, 4 mask strides and
+    (batch, head, seq) strides of q, k, v and out, as both backends' kernels take them."""
+    q, k, v = e.invars[:3]
+    (o,) = e.outvars
+    B, H, Sq, D = q.aval.shape
+    Sk, Dv = k.aval.shape[2], v.aval.shape[3]
+    kind = {None: 0, "bool": 1, "additive": 2}[e.params["mask_kind"]]
+    if kind:
+        m = e.invars[3]
+        ms = [ctx.dim(s) for s in broadcast_strides(m.aval.shape, (B, H, Sq, Sk))]
+        mask, mt = ctx.name(m), ctx.storage(m)
+    else:
+        ms, mask, mt = ["0"] * 4, "nullptr", ctx.storage(q)
+
+    def st(atom):
+        return [ctx.dim(s) for s in ctx.strides(atom)[:3]]
+    return ([ctx.name(q), ctx.name(k), ctx.name(v), ctx.name(o), *map(ctx.dim, (B, H, Sq, Sk, D, Dv)),
+             f"{e.params['scale']!r}f", "true" if e.params["causal"] else "false", str(kind),
+             f"static_cast<const {mt}*>({mask})", *ms, *st(q), *st(k), *st(v), *st(o)], mt)
+
+
+def copy_source(ctx, e):
+    """(source pointer expression, source strides) reading a transpose / broadcast_to / slice /
+    flip operand in the order of the result's elements: the layout op as one strided copy."""
+    (x,), (y,) = e.invars, e.outvars
+    xs, ys = x.aval.shape, y.aval.shape
+    src_st, src = ctx.strides(x), ctx.name(x)
+    if e.prim.name == "transpose":
+        return src, [src_st[p] for p in e.params["perm"]]
+    if e.prim.name == "broadcast_to":
+        return src, operand_strides(src_st, xs, ys)
+    if e.prim.name == "slice":
+        off = 0
+        for s, a in zip(src_st, e.params["start"]):
+            off = off + s * a
+        return f"{src} + {ctx.dim(off)}", [s * k for s, k in zip(src_st, e.params["step"])]
+    ss, off = list(src_st), 0   # flip: walk the flipped axes backwards from their last element
+    for a in e.params["axes"]:
+        ss[a] = -src_st[a]
+        off = off + src_st[a] * (xs[a] - 1)
+    return f"{src} + {ctx.dim(off)}", ss

@@ -5,7 +5,8 @@ from __future__ import annotations
 from ...core import shapes
 from ...ops.layout import reshape, transpose
 from ...passes.fuse_memory import rows_uniform
-from ..lowering import Kernel, any_view, broadcast_strides, legalizer, lowering, operand_strides
+from ..lowering import (Kernel, any_view, attention_args, attention_reads, attention_writes, copy_source,
+                        legalizer, lowering, rows_apart)
 
 
 def _kernel(ctx, kname, e, lines, header) -> Kernel:
@@ -114,12 +115,7 @@ def lower_pool(ctx, e, kname):
                                    f"{W}, {C}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {OH}, {OW}{extra});"], "pool.h")
 
 
-def _rows_apart(e, j, view) -> bool:
-    """Output pixels any distance apart (a slot of a channel concatenation), channels contiguous."""
-    return rows_uniform(e.outvars[j].aval.shape, view.strides) is not None
-
-
-@lowering("cpu", "conv2d", writes=_rows_apart)
+@lowering("cpu", "conv2d", writes=rows_apart)
 def lower_conv2d(ctx, e, kname):
     y = e.outvars[0]
     ldc = ctx.dim(rows_uniform(y.aval.shape, ctx.strides(y)))
@@ -140,33 +136,12 @@ def conv2d_call(ctx, e, kname, params, epilogue: str) -> Kernel:
 
 
 # ---------------------------------------------------------------- attention
-def _unit_last(shape, strides) -> bool:
-    return shapes.equal(shape[-1], 1) or shapes.equal(strides[-1], 1)
-
-
-@lowering("cpu", "attention", reads=lambda e, i, view: i < 3 and _unit_last(e.invars[i].aval.shape, view.strides),
-          writes=lambda e, j, view: _unit_last(e.outvars[j].aval.shape, view.strides))
+@lowering("cpu", "attention", reads=attention_reads, writes=attention_writes)
 def lower_attention(ctx, e, kname):
     """q/k/v/out through [B, H, S, D] element strides (D contiguous): head splits and merges
     planned as views by fuse_memory cost no copy."""
-    q, k, v = e.invars[:3]
-    (o,) = e.outvars
-    B, H, Sq, D = q.aval.shape
-    Sk, Dv = k.aval.shape[2], v.aval.shape[3]
-    kind = {None: 0, "bool": 1, "additive": 2}[e.params["mask_kind"]]
-    if kind:
-        m = e.invars[3]
-        ms = [ctx.dim(s) for s in broadcast_strides(m.aval.shape, (B, H, Sq, Sk))]
-        mask, mt = ctx.name(m), ctx.storage(m)
-    else:
-        ms, mask, mt = ["0"] * 4, "nullptr", ctx.storage(q)
-
-    def st(atom):
-        return [ctx.dim(s) for s in ctx.strides(atom)[:3]]
-    args = [ctx.name(q), ctx.name(k), ctx.name(v), ctx.name(o), *map(ctx.dim, (B, H, Sq, Sk, D, Dv)),
-            f"{e.params['scale']!r}f", "true" if e.params["causal"] else "false", str(kind),
-            f"static_cast<const {mt}*>({mask})", *ms, *st(q), *st(k), *st(v), *st(o)]
-    return _kernel(ctx, kname, e, [f"ait::attention<{ctx.storage(q)}, {mt}>({', '.join(args)});"],
+    args, mt = attention_args(ctx, e)
+    return _kernel(ctx, kname, e, [f"ait::attention<{ctx.storage(e.invars[0])}, {mt}>({', '.join(args)});"],
                    "precompiled.h")
 
 
@@ -186,26 +161,9 @@ def _copy(ctx, src: str, src_strides, dst: str, dst_strides, shape, t: str, tag:
 def lower_copy(ctx, e, kname):
     """A layout op that fuse_memory did not turn into a view: one strided copy."""
     (x,), (y,) = e.invars, e.outvars
-    xs, ys, t = x.aval.shape, y.aval.shape, ctx.storage(x)
-    src_st, src = ctx.strides(x), ctx.name(x)
-    if e.prim.name == "transpose":
-        ss = [src_st[p] for p in e.params["perm"]]
-    elif e.prim.name == "broadcast_to":
-        ss = operand_strides(src_st, xs, ys)
-    elif e.prim.name == "slice":
-        start, step = e.params["start"], e.params["step"]
-        ss = [s * k for s, k in zip(src_st, step)]
-        off = 0
-        for s, a in zip(src_st, start):
-            off = off + s * a
-        src = f"{src} + {ctx.dim(off)}"
-    else:  # flip: walk the flipped axes backwards from their last element
-        ss, off = list(src_st), 0
-        for a in e.params["axes"]:
-            ss[a] = -src_st[a]
-            off = off + src_st[a] * (xs[a] - 1)
-        src = f"{src} + {ctx.dim(off)}"
-    return _kernel(ctx, kname, e, _copy(ctx, src, ss, ctx.name(y), ctx.strides(y), ys, t, e.prim.name), "layout.h")
+    src, ss = copy_source(ctx, e)
+    return _kernel(ctx, kname, e, _copy(ctx, src, ss, ctx.name(y), ctx.strides(y), y.aval.shape, ctx.storage(x),
+                                        e.prim.name), "layout.h")
 
 
 @lowering("cpu", "reshape", reads=any_view)

@@ -5,19 +5,9 @@ from __future__ import annotations
 
 from ...core import dtypes, shapes
 from ...passes.fuse_memory import rows_uniform
-from ..lowering import Kernel, lowering, operand_strides
+from ..lowering import Kernel, gemm_reads, lowering, operand_strides, rows_apart
 from .calls import conv2d_call
 from .elementwise import statements
-
-
-def _gemm_reads(e, i, view) -> bool:
-    """A and B through any strides (the GEMM packs them); epilogue operands contiguous."""
-    return i < 2 and (e.prim.name == "matmul" or e.params["base"] == "matmul")
-
-
-def _gemm_writes(e, j, view) -> bool:
-    """Rows of the output any distance apart (a slot of a concatenation), columns contiguous."""
-    return rows_uniform(e.outvars[j].aval.shape, view.strides) is not None
 
 
 def epilogue_functor(ctx, kname: str, e):
@@ -43,7 +33,7 @@ def epilogue_functor(ctx, kname: str, e):
     return struct, lambda row0, M: f"{kname}_epilogue{{{ptrs}, {ctx.dim(n_cols)}, {ldo}, {row0}, {M}}}"
 
 
-@lowering("cpu", "fused_gemm", reads=_gemm_reads, writes=_gemm_writes)
+@lowering("cpu", "fused_gemm", reads=gemm_reads, writes=rows_apart)
 def lower_fused_gemm(ctx, e, kname: str) -> Kernel:
     struct, make = epilogue_functor(ctx, kname, e)
     if e.params["base"] == "conv2d":
@@ -54,7 +44,7 @@ def lower_fused_gemm(ctx, e, kname: str) -> Kernel:
     return k
 
 
-@lowering("cpu", "matmul", reads=_gemm_reads, writes=_gemm_writes)
+@lowering("cpu", "matmul", reads=gemm_reads, writes=rows_apart)
 def lower_matmul(ctx, e, kname: str, epilogue=None) -> Kernel:
     a, b = e.invars[:2]
     (c,) = e.outvars

@@ -3,8 +3,9 @@ softmax, layer norm, attention. Each computes sizes and strides on the host and 
 from __future__ import annotations
 
 from ...core import shapes
-from ..cpu.calls import REDUCTIONS, _split, _strides, _unit_last, legalize_reduce
-from ..lowering import Kernel, any_view, broadcast_strides, legalizer, lowering, operand_strides
+from ..cpu.calls import REDUCTIONS, _split, _strides, legalize_reduce
+from ..lowering import (Kernel, any_view, attention_args, attention_reads, attention_writes, copy_source,
+                        legalizer, lowering)
 
 legalizer("cuda", *REDUCTIONS)(legalize_reduce)  # non-adjacent axes: one transpose first, as on the cpu
 
@@ -28,23 +29,8 @@ def _copy(ctx, src, ss, dst, ds, shape, t) -> list[str]:
 @lowering("cuda", "transpose", "broadcast_to", "slice", "flip", reads=any_view, writes=any_view)
 def lower_copy(ctx, e, kname):
     (x,), (y,) = e.invars, e.outvars
-    xs, ys, t = x.aval.shape, y.aval.shape, ctx.storage(x)
-    src_st, src = ctx.strides(x), ctx.name(x)
-    if e.prim.name == "transpose":
-        ss = [src_st[p] for p in e.params["perm"]]
-    elif e.prim.name == "broadcast_to":
-        ss = operand_strides(src_st, xs, ys)
-    elif e.prim.name == "slice":
-        ss = [s * k for s, k in zip(src_st, e.params["step"])]
-        off = sum((s * a for s, a in zip(src_st, e.params["start"])), 0)
-        src = f"{src} + {ctx.dim(off)}"
-    else:
-        ss, off = list(src_st), 0
-        for a in e.params["axes"]:
-            ss[a] = -src_st[a]
-            off = off + src_st[a] * (xs[a] - 1)
-        src = f"{src} + {ctx.dim(off)}"
-    return _kernel(ctx, kname, e, _copy(ctx, src, ss, ctx.name(y), ctx.strides(y), ys, t))
+    src, ss = copy_source(ctx, e)
+    return _kernel(ctx, kname, e, _copy(ctx, src, ss, ctx.name(y), ctx.strides(y), y.aval.shape, ctx.storage(x)))
 
 
 @lowering("cuda", "reshape", reads=any_view)
@@ -99,30 +85,14 @@ def lower_layer_norm(ctx, e, kname):
                                    f"{rows}, {n}, {e.params['eps']!r}f, stream);"])
 
 
-@lowering("cuda", "attention", reads=lambda e, i, view: i < 3 and _unit_last(e.invars[i].aval.shape, view.strides),
-          writes=lambda e, j, view: _unit_last(e.outvars[j].aval.shape, view.strides))
+@lowering("cuda", "attention", reads=attention_reads, writes=attention_writes)
 def lower_attention(ctx, e, kname):
     q, k, v = e.invars[:3]
-    (o,) = e.outvars
-    B, H, Sq, D = q.aval.shape
-    Sk, Dv = k.aval.shape[2], v.aval.shape[3]
-    kind = {None: 0, "bool": 1, "additive": 2}[e.params["mask_kind"]]
-    if kind:
-        m = e.invars[3]
-        ms = [ctx.dim(s) for s in broadcast_strides(m.aval.shape, (B, H, Sq, Sk))]
-        mask, mt = ctx.name(m), ctx.storage(m)
-    else:
-        ms, mask, mt = ["0"] * 4, "nullptr", ctx.storage(q)
-
-    def st(atom):
-        return [ctx.dim(s) for s in ctx.strides(atom)[:3]]
-    args = [ctx.name(q), ctx.name(k), ctx.name(v), ctx.name(o), *map(ctx.dim, (B, H, Sq, Sk, D, Dv)),
-            f"{e.params['scale']!r}f", "true" if e.params["causal"] else "false", str(kind),
-            f"static_cast<const {mt}*>({mask})", *ms, *st(q), *st(k), *st(v), *st(o)]
-    rows = ctx.dim(B * H * Sq)
+    args, mt = attention_args(ctx, e)
+    D, Dv, rows = q.aval.shape[3], v.aval.shape[3], shapes.prod(q.aval.shape[:3])
     return _kernel(ctx, kname, e, [
         f"if ({ctx.dim(D)} > 256 || {ctx.dim(Dv)} > 256) throw std::runtime_error(\"attention: head dim > 256\");",
-        f"ait::gpu::attention_kernel<{ctx.storage(q)}, {mt}><<<ait::gpu::blocks_for({rows} * 32, 128), 128, 0, stream>>>("
+        f"ait::gpu::attention_kernel<{ctx.storage(q)}, {mt}><<<ait::gpu::blocks_for({ctx.dim(rows)} * 32, 128), 128, 0, stream>>>("
         f"{', '.join(args)});"])
 
 

@@ -11,15 +11,7 @@ import hashlib
 from ...core import shapes
 from ...passes.fuse_memory import rows_uniform
 from ..cpu.elementwise import statements
-from ..lowering import Kernel, lowering, operand_strides
-
-
-def _gemm_reads(e, i, view) -> bool:
-    return i < 2 and (e.prim.name == "matmul" or e.params["base"] == "matmul")
-
-
-def _rows_apart(e, j, view) -> bool:
-    return rows_uniform(e.outvars[j].aval.shape, view.strides) is not None
+from ..lowering import Kernel, gemm_reads, lowering, operand_strides, rows_apart
 
 
 def epilogue_functor(ctx, kname: str, e):
@@ -93,7 +85,7 @@ def _kernel(ctx, kname, e, lines, prefix="", cutlass=False) -> Kernel:
                   includes=("ait/cuda_ops.h",) + (("ait/cutlass_sm90.h",) if cutlass else ()))
 
 
-@lowering("cuda", "matmul", reads=_gemm_reads, writes=_rows_apart)
+@lowering("cuda", "matmul", reads=gemm_reads, writes=rows_apart)
 def lower_matmul(ctx, e, kname: str) -> Kernel:
     definition, first = _cutlass_first(ctx, e, kname)
     return simt_matmul(ctx, e, kname, prefix=definition, first_lines=first)
@@ -139,14 +131,14 @@ def conv2d_call(ctx, e, kname, params, epilogue: str, prefix: str = "") -> Kerne
                    prefix)
 
 
-@lowering("cuda", "conv2d", writes=_rows_apart)
+@lowering("cuda", "conv2d", writes=rows_apart)
 def lower_conv2d(ctx, e, kname):
     y = e.outvars[0]
     ldc = ctx.dim(rows_uniform(y.aval.shape, ctx.strides(y)))
     return conv2d_call(ctx, e, kname, e.params, f"ait::gpu::StoreEpi<{ctx.storage(y)}>{{{ctx.name(y)}, 0, {ldc}}}")
 
 
-@lowering("cuda", "fused_gemm", reads=_gemm_reads, writes=_rows_apart)
+@lowering("cuda", "fused_gemm", reads=gemm_reads, writes=rows_apart)
 def lower_fused_gemm(ctx, e, kname: str) -> Kernel:
     struct, make = epilogue_functor(ctx, kname, e)
     if e.params["base"] == "conv2d":
