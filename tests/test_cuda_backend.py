@@ -64,13 +64,13 @@ def host(t):
     return t.cpu().numpy()
 
 
-def check(fn, *args, dtype=ait.float32):
+def check(fn, *args, dtype=ait.float32, atol=None):
     want = ait.jit(fn, backend="reference", passes=())(*args)
     got = ait.jit(fn, backend="cuda")(*[cuda_array(a) for a in args])
     want = want if isinstance(want, (list, tuple)) else [want]
     got = got if isinstance(got, (list, tuple)) else [got]
     for g, w in zip(got, want):
-        assert_close(host(g), w, dtype)
+        assert_close(host(g), w, dtype, atol=atol)
 
 
 @pytest.mark.cuda
