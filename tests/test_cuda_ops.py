@@ -69,3 +69,15 @@ def test_long_and_short_rows(n):
     x = rng.standard_normal((3, 5, n)).astype(np.float16)
     check(lambda x: (ait.softmax(x), ait.layer_norm(x, None, None), ait.sum(x, axis=1), ait.min(x, axis=(0, 1))),
           x, dtype=ait.float16)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_vector_path_and_its_fallbacks(dtype):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 64)).astype(dtype)
+    s = np.asarray(1.5, dtype)
+    fn = lambda x, s: (ait.tanh(x * s + 1.0), ait.relu(x).astype(ait.float32))  # noqa: E731
+    assert "_vec_kernel" in ait.jit(fn, backend="cuda").lower(x, s).source
+    check(fn, x, s, dtype=dtype)
+    check(fn, x[:, :63].copy(), s, dtype=dtype)                       # size not a multiple of 8
+    check(lambda x: ait.exp(x[1:] * 0.5), x.reshape(-1)[1:].copy().reshape(-1)[:377], dtype=dtype)  # odd offset view

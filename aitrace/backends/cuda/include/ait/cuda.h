@@ -25,6 +25,22 @@ __device__ __forceinline__ float one_plus_erf(float x) { return 1.0f + erff(x); 
 template <typename T> __device__ __forceinline__ T cmax(T a, T b) { return a > b ? a : b; }
 template <typename T> __device__ __forceinline__ T cmin(T a, T b) { return a < b ? a : b; }
 
+// 16-byte vector moves between global memory and a local array (sizeof(T) * V a multiple of 16,
+// both pointers 16-byte aligned: the caller checks).
+template <int V, typename T>
+__device__ __forceinline__ void vload(T (&dst)[V], const T* src) {
+  static_assert(sizeof(T) * V % 16 == 0, "whole 16-byte vectors only");
+#pragma unroll
+  for (int c = 0; c < int(sizeof(T) * V / 16); ++c) reinterpret_cast<uint4*>(dst)[c] = reinterpret_cast<const uint4*>(src)[c];
+}
+template <int V, typename T>
+__device__ __forceinline__ void vstore(T* dst, const T (&src)[V]) {
+  static_assert(sizeof(T) * V % 16 == 0, "whole 16-byte vectors only");
+#pragma unroll
+  for (int c = 0; c < int(sizeof(T) * V / 16); ++c) reinterpret_cast<uint4*>(dst)[c] = reinterpret_cast<const uint4*>(src)[c];
+}
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
 inline int blocks_for(int64_t n, int threads) {
   int64_t b = (n + threads - 1) / threads;
   return int(b < 1 ? 1 : (b > 1048576 ? 1048576 : b));  // grid-stride loops cover the rest
