@@ -195,3 +195,29 @@ def copy_source(ctx, e):
         ss[a] = -src_st[a]
         off = off + src_st[a] * (xs[a] - 1)
     return f"{src} + {ctx.dim(off)}", ss
+
+
+def gemm_launch(ctx, e) -> dict:
+    """C expressions of a batched matmul's launch, as both backends' GEMM calls take it: the
+    output's batch axes [0, k) loop outside (coordinates x<d>, operand offsets a_offset /
+    b_offset), the last batch axis is the GEMM's own batch (strides a_bs / b_bs), rows and
+    columns of A and B through any strides (a_rs, a_cs, b_rs, b_cs), output rows ldc apart."""
+    from ..passes.fuse_memory import rows_uniform
+    a, b = e.invars[:2]
+    (c,) = e.outvars
+    out_batch = c.aval.shape[:-2]
+    sa, sb = ctx.strides(a), ctx.strides(b)
+    ab = operand_strides(sa[:-2], a.aval.shape[:-2], out_batch)
+    bb = operand_strides(sb[:-2], b.aval.shape[:-2], out_batch)
+    k = max(len(out_batch) - 1, 0)
+
+    def offset(st):
+        return " + ".join(f"x{d} * {ctx.dim(st[d])}" for d in range(k) if st[d] != 0) or "0"
+    return dict(M=ctx.dim(a.aval.shape[-2]), N=ctx.dim(b.aval.shape[-1]), K=ctx.dim(a.aval.shape[-1]),
+                outer=ctx.dim(shapes.prod(out_batch[:k])), outer_desc=str(shapes.prod(out_batch[:k])),
+                inner_batch=ctx.dim(out_batch[-1] if out_batch else 1),
+                ldc=ctx.dim(rows_uniform(c.aval.shape, ctx.strides(c))),
+                outer_dims=[dict(axis=d, size=ctx.dim(out_batch[d])) for d in reversed(range(k))],
+                a_offset=offset(ab), b_offset=offset(bb),
+                a_bs=ctx.dim(ab[-1]) if out_batch else "0", a_rs=ctx.dim(sa[-2]), a_cs=ctx.dim(sa[-1]),
+                b_bs=ctx.dim(bb[-1]) if out_batch else "0", b_rs=ctx.dim(sb[-2]), b_cs=ctx.dim(sb[-1]))

@@ -3,9 +3,9 @@ accumulation, and fused_gemm (a matmul or conv2d with an elementwise epilogue ap
 accumulators by a generated functor)."""
 from __future__ import annotations
 
-from ...core import dtypes, shapes
+from ...core import dtypes
 from ...passes.fuse_memory import rows_uniform
-from ..lowering import Kernel, gemm_reads, lowering, operand_strides, rows_apart
+from ..lowering import Kernel, gemm_launch, gemm_reads, lowering, rows_apart
 from .calls import conv2d_call
 from .elementwise import statements
 
@@ -48,25 +48,9 @@ def lower_fused_gemm(ctx, e, kname: str) -> Kernel:
 def lower_matmul(ctx, e, kname: str, epilogue=None) -> Kernel:
     a, b = e.invars[:2]
     (c,) = e.outvars
-    out_batch = c.aval.shape[:-2]
-    M, K, N = a.aval.shape[-2], a.aval.shape[-1], b.aval.shape[-1]
-    sa, sb = ctx.strides(a), ctx.strides(b)
-    ab = operand_strides(sa[:-2], a.aval.shape[:-2], out_batch)
-    bb = operand_strides(sb[:-2], b.aval.shape[:-2], out_batch)
-    k = max(len(out_batch) - 1, 0)  # batch axes [0, k) loop outside, the last one is the GEMM's batch
-
-    def offset(st):
-        return " + ".join(f"x{d} * {ctx.dim(st[d])}" for d in range(k) if st[d] != 0) or "0"
-    ldc = rows_uniform(c.aval.shape, ctx.strides(c))
     definition = ctx.render(
-        "matmul.cpp.j2", signature=ctx.signature(kname, e), M=ctx.dim(M), N=ctx.dim(N), K=ctx.dim(K),
-        outer=ctx.dim(shapes.prod(out_batch[:k])), outer_desc=str(shapes.prod(out_batch[:k])),
-        inner_batch=ctx.dim(out_batch[-1] if out_batch else 1), ldc=ctx.dim(ldc),
-        outer_dims=[dict(axis=d, size=ctx.dim(out_batch[d])) for d in reversed(range(k))],
+        "matmul.cpp.j2", signature=ctx.signature(kname, e), **gemm_launch(ctx, e),
         ta=ctx.storage(a), tb=ctx.storage(b), tc=ctx.storage(c), a=ctx.name(a), b=ctx.name(b),
-        c=ctx.name(c), a_offset=offset(ab), b_offset=offset(bb),
-        a_bs=ctx.dim(ab[-1]) if out_batch else "0", a_rs=ctx.dim(sa[-2]), a_cs=ctx.dim(sa[-1]),
-        b_bs=ctx.dim(bb[-1]) if out_batch else "0", b_rs=ctx.dim(sb[-2]), b_cs=ctx.dim(sb[-1]),
-        integer=not dtypes.is_float(c.aval.dtype),
+        c=ctx.name(c), integer=not dtypes.is_float(c.aval.dtype),
         epilogue=epilogue("o * inner_batch * M", "M") if epilogue else f"ait::StoreEpilogue<{ctx.storage(c)}>{{c, M * ldc, ldc}}")
     return Kernel(kname, definition, ctx.call(kname, e), includes=("ait/precompiled.h",))

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import hashlib
 
-from ...core import shapes
 from ...passes.fuse_memory import rows_uniform
 from ..cpu.elementwise import statements
-from ..lowering import Kernel, gemm_reads, lowering, operand_strides, rows_apart
+from ..lowering import Kernel, gemm_launch, gemm_reads, lowering, rows_apart
 
 
 def epilogue_functor(ctx, kname: str, e):
@@ -94,29 +93,18 @@ def lower_matmul(ctx, e, kname: str) -> Kernel:
 def simt_matmul(ctx, e, kname: str, epilogue=None, prefix: str = "", first_lines=()) -> Kernel:
     a, b = e.invars[:2]
     (c,) = e.outvars
-    out_batch = c.aval.shape[:-2]
-    M, K, N = a.aval.shape[-2], a.aval.shape[-1], b.aval.shape[-1]
-    sa, sb = ctx.strides(a), ctx.strides(b)
-    ab = operand_strides(sa[:-2], a.aval.shape[:-2], out_batch)
-    bb = operand_strides(sb[:-2], b.aval.shape[:-2], out_batch)
-    k = max(len(out_batch) - 1, 0)
-    ldc = ctx.dim(rows_uniform(c.aval.shape, ctx.strides(c)))
-    inner = ctx.dim(out_batch[-1] if out_batch else 1)
-    outer = ctx.dim(shapes.prod(out_batch[:k]))
-
-    def offset(st):
-        return " + ".join(f"x{d} * {ctx.dim(st[d])}" for d in range(k) if st[d] != 0) or "0"
+    g = gemm_launch(ctx, e)
     lines = [*first_lines,
-             f"const int64_t M = {ctx.dim(M)}, N = {ctx.dim(N)}, K = {ctx.dim(K)}, ldc = {ldc}, inner_batch = {inner};",
+             f"const int64_t M = {g['M']}, N = {g['N']}, K = {g['K']}, ldc = {g['ldc']}, inner_batch = {g['inner_batch']};",
              "(void)ldc;",
-             f"for (int64_t o = 0; o < {outer}; ++o) {{", "  int64_t r = o; (void)r;"]
-    for d in reversed(range(k)):
-        lines.append(f"  const int64_t x{d} = r % {ctx.dim(out_batch[d])}; r /= {ctx.dim(out_batch[d])};")
+             f"for (int64_t o = 0; o < {g['outer']}; ++o) {{", "  int64_t r = o; (void)r;"]
+    for d in g["outer_dims"]:
+        lines.append(f"  const int64_t x{d['axis']} = r % {d['size']}; r /= {d['size']};")
     epi = epilogue("o * inner_batch * M", "M") if epilogue else \
         f"ait::gpu::StoreEpi<{ctx.storage(c)}>{{{ctx.name(c)} + o * inner_batch * M * ldc, M * ldc, ldc}}"
-    lines += [f"  ait::gpu::gemm_simt(inner_batch, M, N, K, {ctx.name(a)} + {offset(ab)}, "
-              f"{ctx.dim(ab[-1]) if out_batch else 0}, {ctx.dim(sa[-2])}, {ctx.dim(sa[-1])}, {ctx.name(b)} + {offset(bb)}, "
-              f"{ctx.dim(bb[-1]) if out_batch else 0}, {ctx.dim(sb[-2])}, {ctx.dim(sb[-1])}, {epi}, stream);", "}"]
+    lines += [f"  ait::gpu::gemm_simt(inner_batch, M, N, K, {ctx.name(a)} + {g['a_offset']}, "
+              f"{g['a_bs']}, {g['a_rs']}, {g['a_cs']}, {ctx.name(b)} + {g['b_offset']}, "
+              f"{g['b_bs']}, {g['b_rs']}, {g['b_cs']}, {epi}, stream);", "}"]
     return _kernel(ctx, kname, e, lines, prefix, cutlass=bool(first_lines))
 
 
