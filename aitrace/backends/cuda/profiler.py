@@ -1,0 +1,252 @@
+"""Choosing the CUTLASS configuration of each GEMM: profiled on the GPU, remembered in the
+profiling database, or picked by a size heuristic.
+
+    gemm_choices(eqn, geo, arch) -> [(rows_bound, GemmConfig), ...]
+
+For a static problem the list has one entry (rows_bound None). Where the rows of the problem
+(M x batch: the batch and sequence dims of inference) are dynamic, there is one entry per size
+bucket, the kernel for the first bound >= the runtime rows runs (the last bound is None).
+
+Profiling (on when a GPU of the target arch is present, off with AITRACE_PROFILE=0): every
+candidate of gemm.CONFIGS (that fits the problem) is compiled, in parallel, into a small timing
+library around the same generated kernel, run on random data of the real size (the bucket's
+upper bound for dynamic rows), and timed with CUDA events (median of 5 rounds of 20 launches);
+the winner lands in runtime/profile_db keyed by GPU name, kernel signature (dtypes, layout,
+epilogue structure) and size. Without profiling, known winners are still read from the database,
+and the heuristic serves the rest.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+from ...core import shapes
+from ...runtime import cache
+from ...runtime.profile_db import ProfileDB
+from ...runtime.progress import progress
+from .gemm import CONFIGS, DEFAULT_CONFIG, GemmConfig, gemm_kernel
+
+SMS = 132                       # H100 SXM; only the heuristic's wave arithmetic uses it
+ROW_BUCKETS = (128, 512, 2048, 8192)
+
+
+def heuristic(rows: int, n: int) -> GemmConfig:
+    """The config for rows x n outputs by waves of CTAs: big tiles where they fill the GPU,
+    smaller ones (more CTAs, ping-pong to overlap the epilogue) where they would leave SMs idle."""
+    def ctas(tm, tn):
+        return -(-rows // tm) * -(-n // tn)
+    if ctas(128, 256) >= SMS:
+        return DEFAULT_CONFIG
+    if ctas(128, 128) >= SMS // 2:
+        return GemmConfig((128, 128, 64), (1, 1, 1), "cooperative")
+    return GemmConfig((64, 128, 64), (1, 1, 1), "pingpong")
+
+
+def enabled() -> bool:
+    return os.environ.get("AITRACE_PROFILE", "1") != "0"
+
+
+@functools.cache
+def device_name() -> str | None:
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    out = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
+    return out.stdout.splitlines()[0].strip() if out.returncode == 0 and out.stdout.strip() else None
+
+
+def signature(eqn, b_major: str) -> str:
+    """What the kernel is apart from its sizes: a hash of its definition under a fixed name."""
+    text = gemm_kernel("k", eqn, DEFAULT_CONFIG, b_major=b_major).definition
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _static(*ds) -> bool:
+    return all(shapes.is_static(d) for d in ds)
+
+
+def problems(geo) -> list[tuple]:
+    """[(rows_bound, launch args as ints)] to profile: the real geometry when static, else one
+    contiguous problem per rows bucket (rows as M, batch 1)."""
+    args = geo.args()
+    if all(shapes.is_static(a) for a in args):
+        return [(None, [int(a) for a in args])]
+    if not _static(geo.N, geo.K):
+        return []
+    n, k = int(geo.N), int(geo.K)
+    lo = hi = None
+    syms = shapes.symbols([geo.M, geo.batch])
+    if syms and all(s.max is not None for s in syms):
+        rows = shapes.prod([geo.M, geo.batch])
+        lo = shapes.evaluate(rows, {s: s.min for s in syms})
+        hi = shapes.evaluate(rows, {s: s.max for s in syms})
+    bounds = [b for b in ROW_BUCKETS if (lo is None or b >= lo) and (hi is None or b < hi)]
+    out = []
+    for b in bounds + [None]:
+        m = b if b is not None else (hi or 2 * ROW_BUCKETS[-1])
+        out.append((b, [m, n, k, 1, k, n if geo.b_major == "n" else k, n, 0, 0, 0] + [n, 0] * len(geo.extra)))
+    return out
+
+
+def gemm_choices(eqn, geo, arch: str) -> list[tuple]:
+    """[(rows_bound, GemmConfig)]: see the module docstring."""
+    probs = problems(geo)
+    if not probs:  # N or K dynamic: one kernel, sized by the heuristic at a middle size
+        return [(None, heuristic(1024, 1024))]
+    dev = device_name()
+    live = enabled() and dev is not None and _gpu_arch_matches(arch)
+    db = ProfileDB() if dev is not None else None
+    op = signature(eqn, geo.b_major) if dev is not None else ""
+    out = []
+    for bound, args in probs:
+        rows, n = args[0] * args[3], args[1]
+        key = "x".join(map(str, args))
+        hit = db.get(dev, op, key) if db else None
+        if hit is None and live:
+            hit = _profile(eqn, geo.b_major, args, dev, op, key, db)
+        out.append((bound, GemmConfig.parse(hit.config) if hit else heuristic(rows, n)))
+    return out
+
+
+def _gpu_arch_matches(arch: str) -> bool:
+    from . import gpu_arch
+    return gpu_arch() == arch
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing harness: the generated kernel, buffers of the problem's size, CUDA-event timing.
+
+_HARNESS = r"""
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+template <typename T>
+__global__ void ait_profile_fill(T* p, size_t n, uint32_t seed) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
+    h ^= h >> 15; h *= 2246822519u; h ^= h >> 13;
+    p[i] = T(float(h & 0xffff) / 32768.0f - 1.0f);  // in [-1, 1)
+  }
+}
+template <typename T>
+static void* ait_profile_buffer(size_t n, uint32_t seed) {
+  void* p = nullptr;
+  if (cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)) != cudaSuccess) return nullptr;
+  ait_profile_fill<T><<<256, 256>>>(static_cast<T*>(p), n, seed);
+  return p;
+}
+// Median over `rounds` of the mean time of `iters` launches, in ms; returns a cudaError_t.
+extern "C" int ait_profile(int rounds, int iters, float* ms) {
+  std::vector<void*> bufs;
+  {{ALLOC}}
+  for (void* p : bufs) if (!p) return int(cudaErrorMemoryAllocation);
+  cudaStream_t stream;
+  cudaStreamCreate(&stream);
+  cudaEvent_t t0, t1;
+  cudaEventCreate(&t0);
+  cudaEventCreate(&t1);
+  auto launch = [&] { return {{LAUNCH}}; };
+  cudaError_t err = launch();
+  std::vector<float> times;
+  for (int r = 0; err == cudaSuccess && r < rounds; ++r) {
+    cudaEventRecord(t0, stream);
+    for (int i = 0; i < iters && err == cudaSuccess; ++i) err = launch();
+    cudaEventRecord(t1, stream);
+    cudaEventSynchronize(t1);
+    float t = 0;
+    cudaEventElapsedTime(&t, t0, t1);
+    times.push_back(t / iters);
+  }
+  if (err == cudaSuccess) err = cudaStreamSynchronize(stream);
+  std::sort(times.begin(), times.end());
+  *ms = times.empty() ? -1.f : times[times.size() / 2];
+  cudaEventDestroy(t0);
+  cudaEventDestroy(t1);
+  cudaStreamDestroy(stream);
+  for (void* p : bufs) cudaFree(p);
+  return int(err);
+}
+"""
+
+
+def harness_source(eqn, b_major: str, config: GemmConfig, args: list) -> str:
+    """A timing library around the kernel of `eqn` with `config`, for launch args `args`."""
+    from .gemm import CUTLASS_TYPES
+    k = gemm_kernel("ait_profiled_gemm", eqn, config, b_major=b_major)
+    M, N, K, batch, lda, ldb, ldd, bsa, bsb, bsd = args[:10]
+    extra = args[10:]
+    a, b = eqn.invars[:2]
+    (out,) = eqn.outvars
+    # elements spanned by each operand's view
+    spans = [("A", a.aval.dtype, bsa * (batch - 1) + lda * (M - 1) + K),
+             ("B", b.aval.dtype, bsb * (batch - 1) + (ldb * (K - 1) + N if b_major == "n" else ldb * (N - 1) + K))]
+    full = iter(zip(extra[0::2], extra[1::2]))
+    for o, v in zip(k.operands, eqn.params["epilogue"].invars[1:] if eqn.prim.name == "fused_gemm" else []):
+        if o.kind == "full":
+            ld, bs = next(full)
+            n_el = bs * (batch - 1) + ld * (M - 1) + N
+        else:
+            n_el = N * batch if o.kind == "row" else 1
+        spans.append((f"x{o.index}", v.aval.dtype, n_el))
+    spans.append(("D", out.aval.dtype, bsd * (batch - 1) + ldd * (M - 1) + N))
+    alloc = "\n  ".join(f"void* {name} = ait_profile_buffer<{CUTLASS_TYPES[dt]}>({n}, {i + 1}u); bufs.push_back({name});"
+                        for i, (name, dt, n) in enumerate(spans))
+    ptrs = ", ".join(name for name, _, _ in spans)
+    launch = f"ait_profiled_gemm({ptrs}, {', '.join(map(str, args))}, stream, nullptr, 0)"
+    return k.definition + _HARNESS.replace("{{ALLOC}}", alloc).replace("{{LAUNCH}}", launch)
+
+
+def _build(source: str, arch: str):
+    from . import flags, nvcc, nvcc_identity
+    fl = flags(arch)
+    key = cache.key_of(source, nvcc_identity(nvcc()), " ".join(fl))
+
+    def compile_(out):
+        cu = out.with_suffix(".cu")
+        cu.write_text(source)
+        r = subprocess.run([nvcc(), *fl, str(cu), "-o", str(out)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"nvcc failed on a profiling candidate {cu}:\n{r.stderr[-3000:]}")
+    return cache.cached_build("cuda-profile", key, compile_, files={"candidate.cu": source})
+
+
+def candidates(args: list) -> list[GemmConfig]:
+    """The configs worth timing for a problem: all of CONFIGS, plus the heuristic's pick."""
+    pick = heuristic(args[0] * args[3], args[1])
+    return list(dict.fromkeys([*CONFIGS, pick]))
+
+
+def _profile(eqn, b_major, args, dev, op, key, db):
+    from . import gpu_arch
+    arch = gpu_arch()
+    cands = candidates(args)
+    label = f"profiling {len(cands)} GEMM configs for {args[0] * args[3]}x{args[1]}x{args[2]}"
+    with progress(label):
+        with ThreadPoolExecutor(max_workers=max(1, min(len(cands), os.cpu_count() or 1))) as pool:
+            libs = list(pool.map(lambda c: _try(lambda: _build(harness_source(eqn, b_major, c, args), arch)), cands))
+        timings = {}
+        for cfg, lib in zip(cands, libs):
+            if isinstance(lib, Exception):
+                continue
+            ms = ctypes.c_float(-1)
+            fn = ctypes.CDLL(str(lib)).ait_profile
+            fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_float)]
+            if fn(5, 20, ctypes.byref(ms)) == 0 and ms.value > 0:
+                timings[cfg.name] = round(float(ms.value), 5)
+    if not timings:
+        return None
+    best = min(timings, key=timings.get)
+    db.put(dev, op, key, best, timings[best], timings)
+    return db.get(dev, op, key)
+
+
+def _try(fn):
+    try:
+        return fn()
+    except Exception as e:  # a candidate that does not build is skipped, not fatal
+        return e

@@ -1,0 +1,98 @@
+"""The GEMM-config profiler (backends/cuda/profiler.py) and its database (runtime/profile_db.py):
+the database round trip, bucketing of dynamic sizes, the heuristic, database hits without a GPU,
+and (on a GPU) a real profiling run whose winner is remembered and used by the next compile."""
+import pytest
+
+import aitrace as ait
+from aitrace.backends.cuda import gemm as cg
+from aitrace.backends.cuda import profiler
+from aitrace.runtime.profile_db import ProfileDB
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("AITRACE_CACHE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _eqn(fn, *args):
+    g = ait.jit(fn, backend="reference").lower(*args).graph
+    (e,) = g.eqns
+    return e
+
+
+def test_db_round_trip(cache):
+    db = ProfileDB()
+    assert db.path == cache / "profile.sqlite"
+    assert db.get("H100", "op", "1x2x3") is None
+    db.put("H100", "op", "1x2x3", "pingpong_64x128x64_c1x1x1", 0.5, {"pingpong_64x128x64_c1x1x1": 0.5, "x": 0.7})
+    db.put("H100", "op", "1x2x3", "cooperative_128x128x64_c1x1x1", 0.4, {"cooperative_128x128x64_c1x1x1": 0.4})
+    w = ProfileDB().get("H100", "op", "1x2x3")  # a new connection sees it; the later put replaced it
+    assert (w.config, w.ms) == ("cooperative_128x128x64_c1x1x1", 0.4)
+    assert ProfileDB().get("A100", "op", "1x2x3") is None
+    assert len(db.entries()) == 1
+
+
+def test_heuristic_by_waves():
+    assert profiler.heuristic(8192, 8192) == cg.DEFAULT_CONFIG
+    assert profiler.heuristic(128, 768).tile == (64, 128, 64)
+    assert profiler.heuristic(1024, 2304).tile == (128, 128, 64)
+
+
+def test_problems_static_and_buckets():
+    f16 = ait.float16
+    e = _eqn(lambda x, w: x @ w, ait.ShapeDtype((128, 768), f16), ait.ShapeDtype((768, 2304), f16))
+    (prob,) = profiler.problems(cg.gemm_geometry(e))
+    assert prob == (None, [128, 2304, 768, 1, 768, 2304, 2304, 0, 0, 0])
+    S = ait.Dim("S", min=1, max=1024)
+    e = _eqn(lambda x, w: x @ w, ait.ShapeDtype((S, 768), f16), ait.ShapeDtype((768, 3072), f16))
+    probs = profiler.problems(cg.gemm_geometry(e))
+    assert [b for b, _ in probs] == [128, 512, None]
+    assert [p[0] for _, p in probs] == [128, 512, 1024]  # rows profiled at each bucket's bound
+    N = ait.Dim("N", max=64)
+    e = _eqn(lambda x, w: x @ w, ait.ShapeDtype((128, 768), f16), ait.ShapeDtype((768, N), f16))
+    assert profiler.problems(cg.gemm_geometry(e)) == []  # N dynamic: heuristic only
+
+
+def test_choices_read_the_database_without_a_gpu(cache, monkeypatch):
+    f16 = ait.float16
+    e = _eqn(lambda x, w: x @ w, ait.ShapeDtype((256, 512), f16), ait.ShapeDtype((512, 1024), f16))
+    geo = cg.gemm_geometry(e)
+    monkeypatch.setattr(profiler, "device_name", lambda: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(profiler, "_gpu_arch_matches", lambda arch: False)  # no live profiling
+    (choice,) = profiler.gemm_choices(e, geo, "sm_90a")
+    assert choice == (None, profiler.heuristic(256, 1024))
+    key = "x".join(map(str, profiler.problems(geo)[0][1]))
+    ProfileDB().put("NVIDIA H100 80GB HBM3", profiler.signature(e, geo.b_major), key,
+                    "pingpong_128x128x64_c2x1x1", 0.01, {})
+    (choice,) = profiler.gemm_choices(e, geo, "sm_90a")
+    assert choice == (None, cg.GemmConfig.parse("pingpong_128x128x64_c2x1x1"))
+
+
+def test_harness_spans_every_operand():
+    f16 = ait.float16
+    e = _eqn(lambda x, w, b, r: ait.gelu(x @ w + b) + r, ait.ShapeDtype((100, 64), f16),
+             ait.ShapeDtype((64, 72), f16), ait.ShapeDtype((72,), f16), ait.ShapeDtype((100, 72), f16))
+    geo = cg.gemm_geometry(e)
+    src = profiler.harness_source(e, geo.b_major, cg.DEFAULT_CONFIG, [int(a) for a in geo.args()])
+    assert "extern \"C\" int ait_profile(" in src
+    for buf in ("A", "B", "x0", "x1", "D"):
+        assert f"void* {buf} = ait_profile_buffer<" in src
+    assert "ait_profiled_gemm(A, B, x0, x1, D, 100, 72, 64, 1," in src
+
+
+@pytest.mark.cuda
+def test_profiling_picks_and_remembers_a_winner(cache):
+    import torch
+    f16 = ait.float16
+    e = _eqn(lambda x, w: x @ w, ait.ShapeDtype((128, 768), f16), ait.ShapeDtype((768, 768), f16))
+    geo = cg.gemm_geometry(e)
+    (choice,) = profiler.gemm_choices(e, geo, "sm_90a")
+    entries = ProfileDB().entries()
+    assert len(entries) == 1 and entries[0][3] == choice[1].name and entries[0][4] > 0
+    # the compiled function uses the winner and computes the product
+    f = ait.jit(lambda x, w: x @ w, backend="cuda")
+    x = torch.randn(128, 768, device="cuda", dtype=torch.float16)
+    w = torch.randn(768, 768, device="cuda", dtype=torch.float16) / 28
+    torch.testing.assert_close(f(x, w).float(), (x @ w).float(), rtol=1e-2, atol=1e-2)
+    assert f"// config {choice[1].name};" in f.lower(x, w).source
