@@ -1,11 +1,15 @@
 """Full-size BERT-base (seq 128), ViT-B/16 and ResNet-50 at batch 1 on one GPU: aitrace's cuda
 backend against PyTorch eager, eager replayed through a CUDA graph, and torch.compile
 (mode="max-autotune-no-cudagraphs" is not used: default mode), same weights, same inputs, fp16.
+"aitrace" is the default call, which replays the whole model as one CUDA graph, timed with the
+Python host path included; "no-graph" is the same library launching kernel by kernel
+(AITRACE_CUDA_GRAPHS=0, read when the library is created: no rebuild).
 Times are CUDA-event medians after warm-up. Needs a GPU, torch and transformers.
 
     python benchmarks/cuda_models.py [--models bert,vit,resnet] [--repeat 50] [--no-compile]
 """
 import argparse
+import os
 import time
 
 import numpy as np
@@ -69,7 +73,8 @@ def main():
         cases["ResNet-50"] = (transformers.ResNetModel(transformers.ResNetConfig()), ResNetModel(), (img,),
                               lambda m, x: m(pixel_values=x[0])[0])
     print(f"{torch.cuda.get_device_name()} torch={torch.__version__}")
-    print(f"{'model':16s} {'aitrace':>9s} {'eager':>9s} {'cudagraph':>10s} {'compile':>9s}  max rel err  (ms, fp16, bs1)")
+    print(f"{'model':16s} {'aitrace':>9s} {'no-graph':>9s} {'eager':>9s} {'cudagraph':>10s} {'compile':>9s}  "
+          "max rel err  (ms, fp16, bs1)")
     for name, (tm, am, args, call) in cases.items():
         tm = tm.eval()
         am.load_state_dict(tm.state_dict())
@@ -83,13 +88,19 @@ def main():
             ref = call(tm, args)
             err = float(((y.float() - ref.float()).abs().max() / ref.float().abs().max()).item())
             ours = cuda_ms(lambda: f(*args), a.repeat)
+            os.environ["AITRACE_CUDA_GRAPHS"] = "0"
+            f_direct = ait.jit(am, backend="cuda")
+            f_direct(*args)  # created (and the env read) here; the build comes from the cache
+            del os.environ["AITRACE_CUDA_GRAPHS"]
+            direct = cuda_ms(lambda: f_direct(*args), a.repeat)
             eager = cuda_ms(lambda: call(tm, args), a.repeat)
             cg = cuda_ms(graphed(lambda: call(tm, args)), a.repeat)
             comp = float("nan")
             if not a.no_compile:
                 ct = torch.compile(tm)
                 comp = cuda_ms(lambda: call(ct, args), a.repeat)
-        print(f"{name:16s} {ours:9.3f} {eager:9.3f} {cg:10.3f} {comp:9.3f}  {err:.2e}   (aitrace build {build:.0f} s)",
+        print(f"{name:16s} {ours:9.3f} {direct:9.3f} {eager:9.3f} {cg:10.3f} {comp:9.3f}  {err:.2e}   "
+              f"(aitrace build {build:.0f} s)",
               flush=True)
 
 

@@ -8,6 +8,10 @@ from hypothesis import strategies as st
 
 import aitrace as ait
 
+# GEMM-config profiling compiles and times ~7 candidates per new GEMM size: tests use the
+# heuristic unless they turn it on (tests/test_cuda_profiler.py).
+os.environ.setdefault("AITRACE_PROFILE", "0")
+
 settings.register_profile("ci", max_examples=int(os.environ.get("AITRACE_HYPOTHESIS_EXAMPLES", 20)),
                           deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.load_profile("ci")

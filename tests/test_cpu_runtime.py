@@ -228,3 +228,15 @@ def test_generated_code_is_clean_under_asan_and_ubsan(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert "ERROR: AddressSanitizer" not in p.stderr and "runtime error" not in p.stderr
     assert "all ok" in p.stdout
+
+
+def test_dims_named_like_generated_locals(cache_dir):
+    """Dim names are prefixed in generated code, so `M`, `N`, `K` or `dims` clash with nothing."""
+    M, K, dims = ait.Dim("M", max=64), ait.Dim("K", max=64), ait.Dim("dims", max=8)
+    f = ait.jit(lambda x, w: ait.relu(x @ w).sum(axis=0), backend="cpu",
+                dynamic={0: {0: dims, 1: M, 2: K}, 1: {0: K}})
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((3, 7, 9)).astype(np.float32), rng.standard_normal((9, 5)).astype(np.float32)
+    np.testing.assert_allclose(f(x, w), np.maximum(x @ w, 0).sum(axis=0), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="outside the bounds"):
+        f(np.zeros((9, 7, 9), np.float32), w)

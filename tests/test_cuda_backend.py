@@ -30,7 +30,7 @@ def block(x, m):
 def test_builds_for_sm90a_without_a_gpu():
     low = ait.jit(block, backend="cuda", arch="sm_90a").lower(S((2, 8, 64), ait.float16), S((2, 1, 1, 8), ait.bool_))
     names = low.source_obj.info["kernels"]
-    assert {"layer_norm", "softmax", "attention", "reduce_sum", "gelu"} <= {k.split("_", 1)[1] for k in names}
+    assert {"fused_norm", "softmax", "attention", "reduce_sum", "gelu"} <= {k.split("_", 1)[1] for k in names}
     # head split/merge are views, the concatenation is written in place; the one transpose left is
     # the reduction legalizer's (a mean over non-adjacent axes of a strided slice)
     assert not any("slice" in k or "concatenate" in k for k in names)
@@ -46,7 +46,7 @@ def test_expands_the_fused_forms_it_has_no_kernel_for():
     fn = lambda x, y: (ait.layer_norm(x + y, np.ones(32, np.float16), None), ait.relu(x @ w1) @ w2)  # noqa: E731
     low = ait.jit(fn, backend="cuda", arch="sm_90a").lower(S((4, 32), ait.float16), S((4, 32), ait.float16))
     kinds = {k.split("_", 1)[1] for k in low.source_obj.info["kernels"]}
-    assert "layer_norm" in kinds and "fused_norm" not in kinds and "fused_b2b_gemm" not in kinds
+    assert "fused_norm" in kinds and "fused_b2b_gemm" not in kinds  # fused_norm: cuda/prologue.py
 
 
 # ------------------------------------------------------------------ on the GPU
@@ -154,3 +154,21 @@ def test_the_three_models_match_their_cpu_results(dtype):
             g, w = host(g).astype(np.float64), np.asarray(w, np.float64)
             err = np.abs(g - w).max() / max(np.abs(w).max(), 1e-30)
             assert err < (1e-4 if dtype == ait.float32 else 2e-2), (name, err)
+
+
+def test_cutlass_kernels_become_their_own_translation_units():
+    from aitrace.backends.cuda import gemm as cg
+    from aitrace.backends.cuda import split_units
+    g = ait.jit(lambda x, w: ait.relu(x @ w), backend="reference").lower(
+        ait.ShapeDtype((64, 32), ait.float16), ait.ShapeDtype((32, 16), ait.float16)).graph
+    k = cg.gemm_kernel("cutlass_gemm_abc", g.eqns[0])
+    text = ('#include "ait/cuda.h"\n#include "ait/cutlass_sm90.h"\nnamespace {\n' + k.definition
+            + "static void k0(cudaStream_t stream) { cutlass_gemm_abc(nullptr); }\n}  // namespace\n")
+    main, units = split_units(text)
+    ((name, unit),) = units
+    assert name == "cutlass_gemm_abc" and "cute::" not in main and "k0(cudaStream_t" in main
+    assert "}  // namespace\ncudaError_t cutlass_gemm_abc(const void* A," in main
+    assert main.rstrip().endswith("}  // namespace") and main.count("namespace {") == 2
+    assert unit.startswith('#include "ait/cuda.h"\n#include "ait/cutlass_sm90.h"\n')
+    assert "\ncudaError_t cutlass_gemm_abc(const void* A," in unit and "static cudaError_t" not in unit
+    assert split_units(main) == (main, [])

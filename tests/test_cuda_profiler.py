@@ -46,7 +46,7 @@ def test_problems_static_and_buckets():
     assert prob == (None, [128, 2304, 768, 1, 768, 2304, 2304, 0, 0, 0])
     S = ait.Dim("S", min=1, max=1024)
     e = _eqn(lambda x, w: x @ w, ait.ShapeDtype((S, 768), f16), ait.ShapeDtype((768, 3072), f16))
-    probs = profiler.problems(cg.gemm_geometry(e))
+    probs = profiler.problems(cg.gemm_geometry(e), [S])  # the graph's Dims carry the bounds
     assert [b for b, _ in probs] == [128, 512, None]
     assert [p[0] for _, p in probs] == [128, 512, 1024]  # rows profiled at each bucket's bound
     N = ait.Dim("N", max=64)
@@ -82,8 +82,9 @@ def test_harness_spans_every_operand():
 
 
 @pytest.mark.cuda
-def test_profiling_picks_and_remembers_a_winner(cache):
+def test_profiling_picks_and_remembers_a_winner(cache, monkeypatch):
     import torch
+    monkeypatch.setenv("AITRACE_PROFILE", "1")
     f16 = ait.float16
     e = _eqn(lambda x, w: x @ w, ait.ShapeDtype((128, 768), f16), ait.ShapeDtype((768, 768), f16))
     geo = cg.gemm_geometry(e)

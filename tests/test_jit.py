@@ -50,7 +50,23 @@ def test_jit_bare_decorator_and_with_arguments():
     assert bare.backend.name == ait.backends.default()
     assert configured.backend.name == "reference"
     np.testing.assert_array_equal(configured(f32(2)), [3.0, 3.0])
-    assert_close(bare(f32(2)), f32(2, fill=2.0))
+    if bare.backend.host:  # on a GPU host the default is cuda, which takes device arrays
+        assert_close(bare(f32(2)), f32(2, fill=2.0))
+
+
+def test_backend_none_picks_cuda_only_with_a_gpu_and_nvcc(monkeypatch):
+    from aitrace.backends import cuda
+    host_default = "cpu" if "cpu" in ait.backends.available() else "reference"
+    monkeypatch.setattr(cuda, "nvcc", lambda: "/usr/local/cuda/bin/nvcc")
+    monkeypatch.setattr(cuda, "gpu_arch", lambda: "sm_90a")
+    assert ait.backends.default() == "cuda"
+    assert ait.jit(lambda x: x + 1).backend.name == "cuda"
+    monkeypatch.setattr(cuda, "gpu_arch", lambda: None)  # nvcc without a GPU (CI): builds only
+    assert "cuda" in ait.backends.available() and ait.backends.default() == host_default
+    assert ait.jit(lambda x: x + 1).backend.name == host_default
+    monkeypatch.setattr(cuda, "gpu_arch", lambda: "sm_90a")
+    monkeypatch.setattr(cuda, "nvcc", lambda: None)  # a GPU without nvcc
+    assert "cuda" not in ait.backends.available() and ait.backends.default() == host_default
 
 
 def test_jit_on_methods():

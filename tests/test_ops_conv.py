@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 import aitrace as ait
 from aitrace.core import shapes
-from conftest import FLOAT_DTYPES, assert_close, random_array
+from conftest import FLOAT_DTYPES, TOLERANCE, assert_close, random_array
 
 
 # `backend` is a function-scoped fixture holding only a name: safe to share across examples
@@ -293,3 +293,54 @@ def test_conv2d_matches_torch(torch, case):
     y = ait.conv2d(x, w, b, stride=case["stride"], padding=padding, dilation=case["dilation"],
                    groups=case["groups"])
     assert_close(y, expected.permute(0, 2, 3, 1).numpy(), np.float32, atol=1e-4)
+
+
+# ---------------------------------------------------------------- cpu Winograd F(4x4, 3x3) path
+@st.composite
+def winograd_cases(draw):
+    """3x3, stride 1, dilation 1, groups 1, C >= 16, O >= 8, outputs >= 7x7: shapes the cpu
+    backend runs through Winograd (ait/winograd.h), odd sizes and channel counts included."""
+    pad = draw(st.sampled_from([0, 1, ((1, 0), (2, 1))]))
+    pads = ((pad, pad),) * 2 if isinstance(pad, int) else pad
+    hw = tuple(draw(st.integers(9 - sum(p), 14)) for p in pads)
+    return dict(dtype=draw(st.sampled_from(FLOAT_DTYPES)), n=draw(st.integers(1, 2)), hw=hw,
+                c=draw(st.integers(16, 70)), o=draw(st.integers(8, 70)), padding=pad, pads=pads,
+                const_weight=draw(st.booleans()),
+                epilogue=draw(st.sampled_from(["none", "bias", "bias_relu_residual"])),
+                seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@settings(max_examples=12)
+@given(case=winograd_cases())
+def test_conv2d_winograd_matches_loops(case):
+    """cpu vs the float64 loops, within 1e-4 of the output's scale in fp32 (measured <= 1e-5),
+    with the weight a model constant (transform cached) or an argument (transformed per call),
+    and bias / relu / residual fused into the output transform's epilogue."""
+    rng = np.random.default_rng(case["seed"])
+    dt = case["dtype"]
+    x = random_array(rng, (case["n"], *case["hw"], case["c"]), dt)
+    w = random_array(rng, (case["o"], 3, 3, case["c"]), dt)
+    b = random_array(rng, (case["o"],), dt)
+    expected = ref_conv2d(x, w, None, (1, 1), case["pads"], (1, 1), 1)
+    r = random_array(rng, expected.shape, dt)
+    form = case["epilogue"]
+    if form != "none":
+        expected = expected + b.astype(np.float64)
+    if form == "bias_relu_residual":
+        expected = np.maximum(expected, 0) + r.astype(np.float64)
+
+    def net(x, w, r):
+        y = ait.conv2d(x, w, b if form != "none" else None, padding=case["padding"])
+        return ait.relu(y) + r if form == "bias_relu_residual" else y
+    if case["const_weight"]:
+        f = ait.jit(lambda x, r: net(x, w, r), backend="cpu")
+        args = (x, r)
+    else:
+        f = ait.jit(net, backend="cpu")
+        args = (x, w, r)
+    assert (", true);" in f.lower(*args).source) == case["const_weight"]
+    y = f(*args)
+    assert y.dtype == dt
+    scale = float(np.abs(expected).max())
+    tol = 1e-4 if dt == np.float32 else TOLERANCE[np.dtype(dt)]
+    assert_close(y, expected, dt, rtol=tol, atol=tol * scale)

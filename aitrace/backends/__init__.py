@@ -19,8 +19,8 @@ def available() -> list[str]:
 
 
 def default() -> str:
-    avail = [n for n in available() if BACKENDS[n].complete]
-    return next(n for n in DEFAULT_ORDER if n in avail)
+    """What backend=None picks: cuda where a GPU and nvcc are present, else cpu (DEFAULT_ORDER)."""
+    return next(n for n in DEFAULT_ORDER if n in BACKENDS and BACKENDS[n].complete and BACKENDS[n].can_run())
 
 
 def get(name: str | None) -> Backend:

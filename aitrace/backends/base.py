@@ -29,7 +29,13 @@ class Backend:
 
     @classmethod
     def is_available(cls) -> bool:
+        """Its toolchain is here: it lowers and builds (cuda: nvcc, with or without a GPU)."""
         return True
+
+    @classmethod
+    def can_run(cls) -> bool:
+        """Its libraries also run here (cuda: a GPU too); backend=None only picks one that can."""
+        return cls.is_available()
 
     def lower(self, graph: Graph, **options) -> Source:
         raise NotImplementedError
@@ -43,7 +49,7 @@ class Backend:
 
 # name -> Backend class; filled by each backend module registering itself
 BACKENDS: dict[str, type[Backend]] = {}
-# Preference order for backend=None: the first available wins.
+# Preference order for backend=None: the first complete one that can run here wins.
 DEFAULT_ORDER = ("cuda", "hip", "cpu", "reference")
 
 

@@ -102,8 +102,8 @@ def dim_expr(e) -> str:
     e = sympy.sympify(e)
     if e.is_Integer:
         return str(int(e))
-    if e.is_Symbol:
-        return e.name
+    if e.is_Symbol:  # prefixed: a Dim may be named like a local of the generated code (M, N, ...)
+        return f"dim_{e.name}"
     if isinstance(e, (sympy.floor, sympy.ceiling)):
         inner = sympy.together(e.args[0])
         num, den = sympy.fraction(inner)

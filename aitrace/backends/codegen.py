@@ -65,7 +65,8 @@ class Ctx:
 
     def symbol_preamble(self) -> str:
         """Declarations of the dynamic dims inside a kernel (which receives `dims`)."""
-        return "".join(f"  const int64_t {s} = dims[{i}]; (void){s};\n" for i, s in enumerate(self.symbols))
+        return "".join(f"  const int64_t {dim_expr(s)} = dims[{i}]; (void){dim_expr(s)};\n"
+                       for i, s in enumerate(self.symbols))
 
     def render(self, template: str, **kw) -> str:
         return self.env.get_template(template).render(ctx=self, **kw)
@@ -94,11 +95,12 @@ def _input_checks(ctx: Ctx) -> list[str]:
                 if not isinstance(d, int) and d.is_Symbol and d not in bound:
                     bound.add(d)
                     lo, hi = getattr(d, "min", 1), getattr(d, "max", None)
-                    cond = f"{d} < {lo}" + (f" || {d} > {hi}" if hi is not None else "")
-                    lines.append(f"const int64_t {d} = {arr}[{i}].shape[{axis}];")
+                    c = dim_expr(d)
+                    cond = f"{c} < {lo}" + (f" || {c} > {hi}" if hi is not None else "")
+                    lines.append(f"const int64_t {c} = {arr}[{i}].shape[{axis}];")
                     lines.append(f'if ({cond}) return ait::fail("{group} {i}: size %lld on axis {axis} is '
                                  f'outside the bounds [{lo}, {hi if hi is not None else "inf"}] of Dim {d}", '
-                                 f'(long long){d});')
+                                 f'(long long){c});')
                 elif isinstance(d, int) or d.free_symbols <= bound:
                     lines.append(f'if (ait::check_dim({arr}[{i}], "{group}", {i}, {axis}, {dim_expr(d)}, '
                                  f'"{exp}")) return 1;')
@@ -171,7 +173,7 @@ def generate(graph: Graph, backend: str, env: jinja2.Environment, dialect: Diale
     pointers += views
     text = ctx.render(model_template, backend=backend, **template_args, graph_text=ctx.graph_text, kernels=kernels,
                       includes=sorted(ctx.includes), inputs=graph.invars, outputs=graph.outvars,
-                      checks=_input_checks(ctx), dim_values=[str(s) for s in ctx.symbols],
+                      checks=_input_checks(ctx), dim_values=[dim_expr(s) for s in ctx.symbols],
                       arena_bytes=dim_expr(plan.arena_bytes), pointers=pointers, copies=copies,
                       const_bytes=[str(np.asarray(c).nbytes) for c in graph.consts])
     return Source(graph, text, info={"arena_bytes": plan.arena_bytes, "plan": plan, "views": mv,

@@ -3,6 +3,8 @@
 `Library` loads one compiled graph, uploads its constants once, keeps a pool of run contexts
 (one workspace arena each) so several threads may call it at once, validates every argument
 before any kernel runs, and returns outputs as arrays of the first input's library.
+A call's Python work does not grow with the number of kernels: checks precomputed from the
+signature, DLTensors reused with their run context, one ait_run.
 """
 from __future__ import annotations
 
@@ -38,6 +40,35 @@ class LibraryError(RuntimeError):
     """A failure reported by generated code (its message is the library's last error)."""
 
 
+class _Run:
+    """One run context with DLTensor arrays laid out for the signature, reused call after call
+    (a call only writes pointers and sizes); owned by one caller at a time through the pool."""
+
+    def __init__(self, ctx, in_avals, out_avals, device_type):
+        self.ctx = ctx
+        self.ins = ffi.new("DLTensor[]", max(len(in_avals), 1))
+        self.outs = ffi.new("DLTensor[]", max(len(out_avals), 1))
+        self.in_shapes = [self._layout(t, a, device_type) for t, a in zip(self.ins, in_avals)]
+        self.out_shapes = [self._layout(t, a, device_type) for t, a in zip(self.outs, out_avals)]
+
+    @staticmethod
+    def _layout(t, aval, device_type):
+        shape = ffi.new("int64_t[]", max(aval.ndim, 1))
+        t.device.device_type = device_type
+        t.ndim = aval.ndim
+        t.dtype.code, t.dtype.bits = dlpack.DL_CODES[aval.dtype]
+        t.dtype.lanes = 1
+        t.shape, t.strides, t.byte_offset = shape, ffi.NULL, 0
+        return shape
+
+    @staticmethod
+    def fill(tensors, shapes, infos, cast=ffi.cast, void_p=ffi.typeof("void*")):
+        for t, shape, info in zip(tensors, shapes, infos):
+            t.data = cast(void_p, info.ptr)
+            t.device.device_id = info.device[1]
+            shape[0:len(info.shape)] = info.shape
+
+
 class Library:
     def __init__(self, path: str, consts, in_avals: list[ShapeDtype], out_avals: list[ShapeDtype],
                  device_type: int = dlpack.DL_CPU):
@@ -52,6 +83,19 @@ class Library:
         self._check(self.lib.ait_create(model, ptrs, len(consts)), "create")
         self.model = ffi.gc(model[0], self.lib.ait_destroy)
         self._contexts: queue.SimpleQueue = queue.SimpleQueue()
+        self._runs: queue.SimpleQueue = queue.SimpleQueue()
+        self._ait_run = self.lib.ait_run
+        # What a call checks, worked out once: per input its dtype, rank, and either its whole
+        # static shape or (axis, int | Symbol | expression, lower bound, upper bound) per axis.
+        self._symbols = sorted({s for a in in_avals for s in shapes.symbols(a.shape)}, key=str)
+        self._in_specs = []
+        for a in in_avals:
+            static = tuple(a.shape) if all(isinstance(d, int) for d in a.shape) else None
+            axes = [(axis, d, getattr(d, "min", 1), getattr(d, "max", None))
+                    for axis, d in enumerate(a.shape)] if static is None else []
+            self._in_specs.append((a, a.dtype, a.ndim, static, axes))
+        self._has_exprs = any(not isinstance(d, int) and not d.is_Symbol for a in in_avals for d in a.shape)
+        self._out_shapes: dict = {}  # sizes of the symbols -> output shapes
 
     def _check(self, rc: int, what: str):
         if rc != 0:
@@ -65,36 +109,48 @@ class Library:
             self._check(self.lib.ait_context_create(self.model, ctx), "context create")
             return ffi.gc(ctx[0], self.lib.ait_context_destroy)
 
+    def _run(self) -> _Run:
+        try:
+            return self._runs.get_nowait()
+        except queue.Empty:
+            return _Run(self._context(), self.in_avals, self.out_avals, self.device_type)
+
     def _bind(self, infos) -> dict:
         """Check inputs against the signature; return the sizes of the symbolic dims."""
-        if len(infos) != len(self.in_avals):
-            raise TypeError(f"expected {len(self.in_avals)} arguments, got {len(infos)}")
+        if len(infos) != len(self._in_specs):
+            raise TypeError(f"expected {len(self._in_specs)} arguments, got {len(infos)}")
         env: dict = {}
-        for i, (info, aval) in enumerate(zip(infos, self.in_avals)):
-            got = f"{info.dtype}{list(info.shape)}"
-            if info.device[0] != self.device_type:
+        device_type = self.device_type
+        for i, (info, (aval, dtype, ndim, static, axes)) in enumerate(zip(infos, self._in_specs)):
+            if info.device[0] != device_type:
                 raise ValueError(f"argument {i} is on {dlpack.DEVICE_NAMES.get(info.device[0], info.device)}, "
-                                 f"expected {dlpack.DEVICE_NAMES[self.device_type]}")
-            if info.dtype != aval.dtype:
-                raise TypeError(f"argument {i}: expected {aval}, got dtype {info.dtype} ({got})")
-            if len(info.shape) != aval.ndim:
+                                 f"expected {dlpack.DEVICE_NAMES[device_type]}")
+            if info.dtype != dtype:
+                raise TypeError(f"argument {i}: expected {aval}, got dtype {info.dtype} "
+                                f"({info.dtype}{list(info.shape)})")
+            if info.shape == static:
+                continue
+            if len(info.shape) != ndim:
                 raise ValueError(f"argument {i}: expected {aval}, got shape {list(info.shape)}")
-            for axis, (d, n) in enumerate(zip(aval.shape, info.shape)):
+            if static is not None:
+                axis = next(k for k, (d, n) in enumerate(zip(static, info.shape)) if d != n)
+                raise ValueError(f"argument {i}: expected {aval}, got shape {list(info.shape)} (axis {axis})")
+            for axis, d, lo, hi in axes:
+                n = info.shape[axis]
                 if isinstance(d, int):
                     ok = d == n
                 elif d.is_Symbol:
-                    ok = env.setdefault(d, n) == n
-                    lo, hi = getattr(d, "min", 1), getattr(d, "max", None)
-                    ok = ok and n >= lo and (hi is None or n <= hi)
+                    ok = env.setdefault(d, n) == n and n >= lo and (hi is None or n <= hi)
                 else:
                     ok = True  # an expression of other dims: checked once all are bound
                 if not ok:
                     raise ValueError(f"argument {i}: expected {aval}, got shape {list(info.shape)} "
                                      f"(axis {axis})")
-        for i, (info, aval) in enumerate(zip(infos, self.in_avals)):
-            for axis, (d, n) in enumerate(zip(aval.shape, info.shape)):
-                if not isinstance(d, int) and not d.is_Symbol and shapes.evaluate(d, env) != n:
-                    raise ValueError(f"argument {i}: expected {aval}, got shape {list(info.shape)}")
+        if self._has_exprs:
+            for i, (info, (aval, _, _, _, axes)) in enumerate(zip(infos, self._in_specs)):
+                for axis, d, _, _ in axes:
+                    if not isinstance(d, int) and not d.is_Symbol and shapes.evaluate(d, env) != info.shape[axis]:
+                        raise ValueError(f"argument {i}: expected {aval}, got shape {list(info.shape)}")
         return env
 
     @staticmethod
@@ -111,11 +167,21 @@ class Library:
         return t
 
     def output_shapes(self, env: dict) -> list[tuple]:
-        return [tuple(shapes.evaluate(d, env) for d in a.shape) for a in self.out_avals]
+        key = tuple(env.get(s) for s in self._symbols)
+        out = self._out_shapes.get(key)
+        if out is None:
+            out = [tuple(shapes.evaluate(d, env) for d in a.shape) for a in self.out_avals]
+            if len(self._out_shapes) >= 64:
+                self._out_shapes.clear()
+            self._out_shapes[key] = out
+        return out
 
     def allocate_outputs(self, env: dict, arrays=()):
         """Output arrays for one call (numpy here; device backends allocate in the caller's library)."""
         return [np.empty(s, a.dtype) for s, a in zip(self.output_shapes(env), self.out_avals)]
+
+    def describe_outputs(self, outs):
+        return [dlpack.describe(o, f"output {i}") for i, o in enumerate(outs)]
 
     def wrap_outputs(self, arrays, outs):
         first = arrays[0] if arrays else None
@@ -124,30 +190,30 @@ class Library:
     def default_stream(self, arrays):
         return None
 
-    def __call__(self, *arrays, stream=None):
+    def describe_inputs(self, arrays):
         infos = [dlpack.describe(a, f"argument {i}") for i, a in enumerate(arrays)]
         for i, (info, aval) in enumerate(zip(infos, self.in_avals)):
             if info.dtype == np.float64 and aval.dtype == np.float32 and info.device[0] == dlpack.DL_CPU:
                 # float64 is canonicalized to float32 (one explicit copy), as tracing does
                 infos[i] = dlpack.describe(to_numpy(arrays[i], f"argument {i}").astype(np.float32),
                                            f"argument {i}")
+        return infos
+
+    def __call__(self, *arrays, stream=None):
+        # No Python work per kernel: one ait_run per call, whatever the graph.
+        infos = self.describe_inputs(arrays)
         env = self._bind(infos)
         outs = self.allocate_outputs(env, arrays)
-        out_infos = [dlpack.describe(o, f"output {i}") for i, o in enumerate(outs)]
-        keep: list = []
-        ins = ffi.new("DLTensor[]", max(len(infos), 1))
-        for i, info in enumerate(infos):
-            ins[i] = self._dltensor(info, keep)[0]
-        outs_dl = ffi.new("DLTensor[]", max(len(out_infos), 1))
-        for i, info in enumerate(out_infos):
-            outs_dl[i] = self._dltensor(info, keep)[0]
+        out_infos = self.describe_outputs(outs)
         if stream is None:
             stream = self.default_stream(arrays)
-        ctx = self._context()
+        run = self._run()
         try:
-            rc = self.lib.ait_run(ctx, ins, len(infos), outs_dl, len(out_infos),
-                                  ffi.NULL if stream is None else ffi.cast("void*", stream))
+            run.fill(run.ins, run.in_shapes, infos)
+            run.fill(run.outs, run.out_shapes, out_infos)
+            rc = self._ait_run(run.ctx, run.ins, len(infos), run.outs, len(out_infos),
+                               ffi.NULL if stream is None else ffi.cast("void*", stream))
         finally:
-            self._contexts.put(ctx)
+            self._runs.put(run)
         self._check(rc, "run")
         return self.wrap_outputs(arrays, outs)

@@ -116,7 +116,7 @@ void test_store(int64_t M, int64_t N, int64_t K) {
 template <typename T>
 void test_conv(int64_t N, int64_t H, int64_t W, int64_t C, int64_t O, int64_t KH, int64_t KW, int64_t sh,
                int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr, int64_t dh, int64_t dw,
-               int64_t groups) {
+               int64_t groups, bool const_weight = false) {
   const int64_t Cg = C / groups, Og = O / groups;
   const int64_t OH = (H + pt + pb - dh * (KH - 1) - 1) / sh + 1, OW = (W + pl + pr - dw * (KW - 1) - 1) / sw + 1;
   auto x = random_vec<T>(size_t(N * H * W * C));
@@ -126,7 +126,7 @@ void test_conv(int64_t N, int64_t H, int64_t W, int64_t C, int64_t O, int64_t KH
   std::vector<std::atomic<int>> cnt(size_t(M * O));
   for (auto& c : cnt) c = 0;
   ait::conv2d_nhwc<T>(x.data(), w.data(), N, H, W, C, O, KH, KW, sh, sw, pt, pb, pl, pr, dh, dw, groups,
-                      CheckEpi{out.data(), cnt.data(), 0, O});
+                      CheckEpi{out.data(), cnt.data(), 0, O}, const_weight);
   double err = 0;
   bool cover = true;
   for (int64_t n = 0; n < N; ++n)
@@ -153,11 +153,33 @@ void test_conv(int64_t N, int64_t H, int64_t W, int64_t C, int64_t O, int64_t KH
           cover &= cnt[idx] == 1;
         }
   char name[240];
-  snprintf(name, sizeof name, "conv %s x[%lld,%lld,%lld,%lld] w[%lld,%lld,%lld,%lld] s%lld,%lld p%lld,%lld,%lld,%lld d%lld,%lld g%lld",
-           tname<T>(), (long long)N, (long long)H, (long long)W, (long long)C, (long long)O, (long long)KH,
+  snprintf(name, sizeof name, "conv%s %s x[%lld,%lld,%lld,%lld] w[%lld,%lld,%lld,%lld] s%lld,%lld p%lld,%lld,%lld,%lld d%lld,%lld g%lld",
+           const_weight ? "(const w)" : "", tname<T>(), (long long)N, (long long)H, (long long)W, (long long)C,
+           (long long)O, (long long)KH,
            (long long)KW, (long long)Cg, (long long)sh, (long long)sw, (long long)pt, (long long)pb, (long long)pl,
            (long long)pr, (long long)dh, (long long)dw, (long long)groups);
   report(name, err, 1e-5, cover);
+}
+
+// The cached Winograd transform of a constant weight: new values at the same address (a freed
+// model's constants reused) must not give the old result.
+void test_winograd_cache() {
+  const int64_t N = 1, H = 9, W = 8, C = 32, O = 40;
+  auto x = random_vec<float>(size_t(N * H * W * C));
+  auto w = random_vec<float>(size_t(O * 9 * C));
+  std::vector<float> got(size_t(N * H * W * O)), want(got.size());
+  std::vector<std::atomic<int>> cnt(got.size());
+  double err = 0;
+  for (int round = 0; round < 2; ++round) {
+    if (round) for (auto& v : w) v = 0.5f * v + 0.25f;
+    for (auto& c : cnt) c = 0;
+    ait::conv2d_nhwc<float>(x.data(), w.data(), N, H, W, C, O, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                            CheckEpi{got.data(), cnt.data(), 0, O}, true);
+    ait::conv2d_nhwc<float>(x.data(), w.data(), N, H, W, C, O, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                            ait::StoreEpilogue<float>{want.data(), 0, O}, false);
+    for (size_t k = 0; k < got.size(); ++k) err = std::max(err, double(std::fabs(got[k] - want[k])));
+  }
+  report("winograd cache: same address, new weight values", err, 1e-6);
 }
 
 int main() {
@@ -213,13 +235,31 @@ int main() {
   test_conv<float>(1, 11, 11, 24, 24, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 24);   // depthwise s2
   test_conv<float>(1, 12, 12, 19, 19, 5, 5, 1, 2, 2, 1, 3, 0, 2, 1, 19);   // depthwise odd C, dil
   test_conv<float>(1, 6, 6, 4, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4);        // groups==C, O=2C (im2col)
-  test_conv<float>(4, 16, 16, 16, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1);    // many im2col chunks
+  test_conv<float>(4, 16, 16, 12, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1);    // many im2col chunks
   test_conv<float>(1, 5, 5, 3, 4, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1, 1);        // 1x1 output
   test_conv<half>(2, 10, 10, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1);
   test_conv<bfloat16>(1, 11, 13, 5, 7, 3, 3, 2, 2, 0, 1, 0, 1, 1, 1, 1);
   test_conv<half>(2, 8, 8, 16, 32, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1);
   test_conv<half>(1, 12, 12, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 40);
   test_conv<bfloat16>(1, 12, 12, 19, 19, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 19);
+  // Winograd F(4x4, 3x3): 3x3 stride 1 groups 1, C >= 16, O >= 8, >= 4 tiles (partial tiles at odd H/W)
+  test_conv<float>(1, 9, 11, 32, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+  test_conv<float>(1, 5, 5, 16, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1);      // smallest: 4 tiles
+  test_conv<float>(2, 13, 10, 40, 35, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 1);    // pad 0, C/O % 16 != 0
+  test_conv<float>(1, 10, 12, 33, 50, 3, 3, 1, 1, 2, 0, 0, 1, 1, 1, 1);    // asymmetric pad
+  test_conv<float>(1, 8, 9, 200, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1);     // two depth blocks
+  test_conv<float>(2, 60, 59, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1);    // several row blocks
+  test_conv<float>(1, 7, 7, 64, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true);
+  test_conv<float>(1, 7, 7, 64, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true);  // new w, maybe same address
+  test_conv<float>(3, 14, 14, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true);
+  test_conv<half>(1, 9, 9, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+  test_conv<bfloat16>(2, 8, 11, 48, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true);
+  // few input channels (implicit GEMM, windows packed straight into A panels)
+  test_conv<float>(2, 37, 41, 3, 64, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1, 1);     // stem, two panels wide
+  test_conv<half>(1, 30, 33, 4, 20, 5, 5, 1, 2, 2, 1, 0, 2, 1, 1, 1);
+  test_conv<float>(1, 20, 40, 1, 33, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2, 1);     // C=1, dilation in w
+
+  test_winograd_cache();
 
   printf("%d/%d cases passed\n", cases - failures, cases);
   return failures ? 1 : 0;

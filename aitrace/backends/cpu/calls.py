@@ -130,9 +130,12 @@ def conv2d_call(ctx, e, kname, params, epilogue: str) -> Kernel:
     O, KH, KW = map(ctx.dim, w.aval.shape[:3])
     (sh, sw), ((pt, pb), (pl, pr)) = params["stride"], params["padding"]
     dh, dw = params["dilation"]
+    # a model constant keeps its address and values while the model lives: its Winograd
+    # transform may be cached (ait/winograd.h)
+    const_weight = "true" if w in ctx.graph.constvars else "false"
     return _kernel(ctx, kname, e, [f"ait::conv2d_erased<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(w)}, {N}, {H}, {W}, "
                                    f"{C}, {O}, {KH}, {KW}, {sh}, {sw}, {pt}, {pb}, {pl}, {pr}, {dh}, {dw}, "
-                                   f"{params['groups']}, {epilogue});"], "precompiled.h")
+                                   f"{params['groups']}, {epilogue}, {const_weight});"], "precompiled.h")
 
 
 # ---------------------------------------------------------------- attention

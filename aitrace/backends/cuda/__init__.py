@@ -2,14 +2,16 @@
 the shared cffi runtime with device arrays (torch CUDA tensors, cupy arrays) on the caller's stream.
 
 The target is the GPU present (sm_90a on Hopper, sm_80 on Ampere) or `arch=` given to `ait.jit`,
-so a library can be built on a machine without a GPU (`f.lower(...).build()`). Under construction:
-`backend=None` does not pick it until it lowers every primitive; `backend="cuda"` uses it.
+so a library can be built on a machine without a GPU (`f.lower(...).build()`). `backend=None` picks
+it where a GPU and nvcc are present.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -54,30 +56,72 @@ def gpu_arch() -> str | None:
 
 def flags(arch: str) -> list[str]:
     code = arch.replace("sm_", "")
+    # sm_8x: the PTX too, which later GPUs (Hopper included) JIT-compile
+    targets = f"[{arch},compute_{code}]" if arch.startswith("sm_8") else arch
     # -DNDEBUG: without it ptxas serializes wgmma (warning C7510)
-    f = ["-std=c++17", "-O3", "-DNDEBUG", "--expt-relaxed-constexpr", f"-gencode=arch=compute_{code},code={arch}",
+    f = ["-std=c++17", "-O3", "-DNDEBUG", "--expt-relaxed-constexpr", f"-gencode=arch=compute_{code},code={targets}",
          "-Xcompiler", "-fPIC", "-shared", "-lineinfo"]
     f += [f"-I{p}" for p in INCLUDES]
     from .gemm import cutlass_include_dir  # CUTLASS's headers (extra `cuda`), where installed
     if cutlass_include_dir():
         f.append(f"-I{cutlass_include_dir()}")
+    from .gemm import cutlass_util_include_dir  # cutlass/util/packed_stride.hpp (sm90 conv)
+    if cutlass_util_include_dir():
+        f.append(f"-I{cutlass_util_include_dir()}")
     return f
+
+
+_UNIT = re.compile(r"^// ait-unit-begin (\w+)\n(.*?)^// ait-unit-end \1\n", re.M | re.S)
+
+
+def split_units(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """(main source, [(name, source)]): each CUTLASS kernel definition (a block between
+    `// ait-unit-begin NAME` and `// ait-unit-end NAME` lines, defining the host function NAME
+    inside the model's anonymous namespace) moved into its own translation unit with the main
+    source's #includes; the main source keeps a declaration of NAME at file scope."""
+    includes = "".join(line + "\n" for line in text.splitlines() if line.startswith("#include"))
+    units = []
+
+    def move(m):
+        name, body = m.group(1), m.group(2)
+        sig = re.search(r"\[\[maybe_unused\]\] static cudaError_t " + name + r"\((.*?)\) \{", body, re.S)
+        units.append((name, includes + body.replace(sig.group(0), f"cudaError_t {name}({sig.group(1)}) {{")))
+        return (f"}}  // namespace\ncudaError_t {name}({sig.group(1)});  // defined in its own translation unit\n"
+                "namespace {\n")
+    return _UNIT.sub(move, text), units
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _nvcc(cc: str, args: list[str], out: Path) -> Path:
+    r = subprocess.run([cc, *args, "-o", str(out)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"nvcc failed ({' '.join(a for a in args if not a.startswith('-I'))}):\n{r.stderr[-6000:]}")
+    return out
 
 
 @register
 class CudaBackend(Backend):
     name = "cuda"
     host = False
-    complete = False
+    complete = True
 
     @classmethod
     def is_available(cls) -> bool:
         return nvcc() is not None
 
-    def lower(self, graph, memory_fusion: bool = True, arch: str | None = None, **options) -> Source:
+    @classmethod
+    def can_run(cls) -> bool:
+        return cls.is_available() and gpu_arch() is not None
+
+    def lower(self, graph, memory_fusion: bool = True, arch: str | None = None, cuda_graphs: bool = True,
+              **options) -> Source:
         arch = arch or gpu_arch() or "sm_90a"
         src = generate(graph, "cuda", TEMPLATES, CudaDialect(arch), memory_fusion=memory_fusion,
-                       model_template="model.cu.j2", arch=arch)
+                       model_template="model.cu.j2", arch=arch, cuda_graphs=cuda_graphs)
         src.info["arch"] = arch
         return src
 
@@ -86,17 +130,28 @@ class CudaBackend(Backend):
         if cc is None:
             raise RuntimeError("the cuda backend needs nvcc (set CUDA_HOME or put nvcc on PATH)")
         fl = flags(source.info["arch"])
-        headers = "".join(p.read_text() for d in INCLUDES for p in sorted(d.rglob("*.h")))
+        headers = "".join(p.read_text() for d in INCLUDES for p in sorted(d.rglob("*.*h")))  # .h and .cuh
         key = cache.key_of(source.text, nvcc_identity(cc), " ".join(fl), cache.key_of(headers))
         n = len(source.info.get("kernels", ()))
 
         def compile_(out: Path):
-            cu = out.with_suffix(".cu")
-            cu.write_text(source.text)
-            r = subprocess.run([cc, *fl, str(cu), "-o", str(out)], capture_output=True, text=True)
-            if r.returncode != 0:
-                raise RuntimeError(f"nvcc failed on {cu}:\n{r.stderr[-6000:]}")
-        with progress(f"compiling {n} kernels for {source.info['arch']} with nvcc"):
+            main, units = split_units(source.text)
+            if not units:
+                return _nvcc(cc, [*fl, str(_write(out.with_suffix(".cu"), main))], out)
+            # the CUTLASS kernels (most of the nvcc time) compile in parallel, then one link
+            obj = [f for f in fl if f != "-shared"] + ["-c"]
+            files = [("main", main)] + units
+            with ThreadPoolExecutor(max_workers=min(len(files), os.cpu_count() or 1)) as pool:
+                objs = list(pool.map(lambda f: _nvcc(cc, [*obj, str(_write(out.parent / f"{out.stem}.{f[0]}.cu", f[1]))],
+                                                     out.parent / f"{out.stem}.{f[0]}.o"), files))
+            try:
+                _nvcc(cc, ["-shared", *[f for f in fl if f.startswith("-gencode")], *map(str, objs)], out)
+            finally:
+                for o in objs:
+                    o.unlink(missing_ok=True)
+        units = len(split_units(source.text)[1])
+        how = f" ({units + 1} translation units in parallel)" if units else ""
+        with progress(f"compiling {n} kernels for {source.info['arch']} with nvcc{how}"):
             return cache.cached_build("cuda", key, compile_, files={"model.cu": source.text})
 
     def load(self, source: Source, path):

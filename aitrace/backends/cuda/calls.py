@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from ...core import shapes
 from ..cpu.calls import REDUCTIONS, _split, _strides, legalize_reduce
-from ..lowering import (Kernel, any_view, attention_args, attention_reads, attention_writes, copy_source,
-                        legalizer, lowering)
+from ..lowering import Kernel, any_view, copy_source, legalizer, lowering
 
 legalizer("cuda", *REDUCTIONS)(legalize_reduce)  # non-adjacent axes: one transpose first, as on the cpu
 
@@ -63,37 +62,54 @@ def lower_reduce(ctx, e, kname):
                                    f"{ctx.name(y)}, {o}, {n}, {i}, {op}, stream);"])
 
 
+@lowering("cuda", "argmax")
+def lower_argmax(ctx, e, kname):
+    (x,), (y,) = e.invars, e.outvars
+    ax = e.params["axis"]
+    o, n, i = _split(x.aval.shape, ax, ax + 1, ctx)
+    return _ops_kernel(ctx, kname, e, [f"ait::gpu::argmax<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(y)}, "
+                                       f"{o}, {n}, {i}, stream);"])
+
+
+def rows_vectorizable(n: str, pointers: list[str]) -> str:
+    """The host condition of a row kernel's 16-byte vector path (see ait/cuda_ops.h)."""
+    return f"ait::gpu::rows_vectorizable({n}, {{{', '.join(pointers)}}})"
+
+
 @lowering("cuda", "softmax")
 def lower_softmax(ctx, e, kname):
     (x,), (y,) = e.invars, e.outvars
-    if e.params["axis"] != x.aval.ndim - 1:
-        raise NotImplementedError("cuda softmax: only over the last axis so far")
-    rows, n = ctx.dim(shapes.prod(x.aval.shape[:-1])), ctx.dim(x.aval.shape[-1])
-    return _kernel(ctx, kname, e, [f"ait::gpu::softmax<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(y)}, {rows}, {n}, stream);"])
+    ax = e.params["axis"]
+    if ax != x.aval.ndim - 1:  # a non-last axis: a thread walks each column of it
+        o, n, i = _split(x.aval.shape, ax, ax + 1, ctx)
+        return _ops_kernel(ctx, kname, e, [f"ait::gpu::softmax_axis<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(y)}, "
+                                           f"{o}, {n}, {i}, stream);"])
+    rows, n, t = ctx.dim(shapes.prod(x.aval.shape[:-1])), ctx.dim(x.aval.shape[-1]), ctx.storage(x)
+    vec = rows_vectorizable(n, [ctx.name(x), ctx.name(y)])
+    return _ops_kernel(ctx, kname, e, [f"ait::gpu::softmax_rows(ait::gpu::PlainRow<{t}>{{{ctx.name(x)}, {n}}}, "
+                                       f"{ctx.name(y)}, {rows}, {n}, {vec}, stream);"])
+
+
+
+def layer_norm_affine(ctx, params, x, affine) -> tuple[str, str, str]:
+    """(weight type, weight pointer, bias pointer) of a layer norm of x whose weight and bias (as
+    params has them) are the operands `affine`; nullptr where absent."""
+    it = iter(affine)
+    w = ctx.name(next(it)) if params["has_weight"] else "nullptr"
+    b = ctx.name(next(it)) if params["has_bias"] else "nullptr"
+    wt = ctx.storage(affine[0]) if affine else ctx.storage(x)
+    return wt, f"static_cast<const {wt}*>({w})", f"static_cast<const {wt}*>({b})"
 
 
 @lowering("cuda", "layer_norm")
 def lower_layer_norm(ctx, e, kname):
     x, (y,) = e.invars[0], e.outvars
-    it = iter(e.invars[1:])
-    w = ctx.name(next(it)) if e.params["has_weight"] else "nullptr"
-    b = ctx.name(next(it)) if e.params["has_bias"] else "nullptr"
-    wt = ctx.storage(e.invars[1]) if len(e.invars) > 1 else ctx.storage(x)
-    rows, n = ctx.dim(shapes.prod(x.aval.shape[:-1])), ctx.dim(x.aval.shape[-1])
-    return _kernel(ctx, kname, e, [f"ait::gpu::layer_norm<{ctx.storage(x)}, {wt}>({ctx.name(x)}, "
-                                   f"static_cast<const {wt}*>({w}), static_cast<const {wt}*>({b}), {ctx.name(y)}, "
-                                   f"{rows}, {n}, {e.params['eps']!r}f, stream);"])
-
-
-@lowering("cuda", "attention", reads=attention_reads, writes=attention_writes)
-def lower_attention(ctx, e, kname):
-    q, k, v = e.invars[:3]
-    args, mt = attention_args(ctx, e)
-    D, Dv, rows = q.aval.shape[3], v.aval.shape[3], shapes.prod(q.aval.shape[:3])
-    return _kernel(ctx, kname, e, [
-        f"if ({ctx.dim(D)} > 256 || {ctx.dim(Dv)} > 256) throw std::runtime_error(\"attention: head dim > 256\");",
-        f"ait::gpu::attention_kernel<{ctx.storage(q)}, {mt}><<<ait::gpu::blocks_for({ctx.dim(rows)} * 32, 128), 128, 0, stream>>>("
-        f"{', '.join(args)});"])
+    wt, w, b = layer_norm_affine(ctx, e.params, x, e.invars[1:])
+    rows, n, t = ctx.dim(shapes.prod(x.aval.shape[:-1])), ctx.dim(x.aval.shape[-1]), ctx.storage(x)
+    vec = rows_vectorizable(n, [ctx.name(x), ctx.name(y)])
+    return _ops_kernel(ctx, kname, e, [f"ait::gpu::layer_norm_rows<{t}, {wt}>(ait::gpu::PlainRow<{t}>"
+                                       f"{{{ctx.name(x)}, {n}}}, {w}, {b}, {ctx.name(y)}, {rows}, {n}, "
+                                       f"{e.params['eps']!r}f, {vec}, stream);"])
 
 
 def _ops_kernel(ctx, kname, e, lines) -> Kernel:

@@ -1,6 +1,8 @@
 """CUDA lowering of elementwise chains (one op or a fused_elementwise): one grid-stride kernel over
 the output elements, every operand and result addressed through its strides (broadcast: 0), the
-chain's statements written once for all backends by the shared emitter."""
+chain's statements written once for all backends by the shared emitter; beside it, where the
+operands allow, a kernel moving 16-byte vectors (see _vector_path) that the host function picks
+when sizes and alignment do at run time."""
 from __future__ import annotations
 
 from ...core import shapes
@@ -31,13 +33,14 @@ def chain_kernel(ctx, kname: str, eqns: list[Eqn], inputs: list[Var], outputs: l
     for j, v in enumerate(outputs):
         body.append(f"{ctx.name(v)}[{offset(out_st[j], units[len(inputs) + j])}] = "
                     f"ait::gpu::store<{ctx.storage(v)}, {ctx.compute(v)}>({locals_[v]});")
-    vec = _vector_path(ctx, eqns, inputs, outputs, k, units)
+    vec = _vector_path(ctx, eqns, inputs, outputs, in_st + out_st, units, offset, out_shape, k)
     params = [f"const {ctx.storage(v)}* __restrict__ {ctx.name(v)}" for v in inputs]
     params += [f"{ctx.storage(v)}* __restrict__ {ctx.name(v)}" for v in outputs]
     host = [p.replace("__restrict__", "__restrict") for p in params]
     signature = f"static void {kname}({', '.join(host + ctx.dialect.host_params)})"
+    inner = shapes.prod(out_shape[k:])
     definition = ctx.render("elementwise.cu.j2", kname=kname, ops=ops, params=params, symbols=ctx.symbols,
-                            inner=ctx.dim(shapes.prod(out_shape[k:])), total=ctx.dim(shapes.prod(out_shape)),
+                            inner=ctx.dim(inner), inner_desc=str(inner), total=ctx.dim(shapes.prod(out_shape)),
                             outer_dims=[dict(axis=d, size=ctx.dim(out_shape[d])) for d in reversed(range(k))],
                             body=body, signature=signature, args=[ctx.name(v) for v in inputs + outputs], vec=vec)
     call = (f"{kname}({', '.join([ctx.name(v) for v in inputs + outputs] + ctx.dialect.host_args)});"
@@ -45,32 +48,55 @@ def chain_kernel(ctx, kname: str, eqns: list[Eqn], inputs: list[Var], outputs: l
     return Kernel(kname, definition, call)
 
 
+def _known(d) -> bool:
+    return isinstance(d, int) or getattr(d, "is_Integer", False)
+
+
 VEC = 8  # elements a thread of the vector path: 16 bytes of fp16/bf16, 32 of fp32
 
 
-def _vector_path(ctx, eqns, inputs, outputs, k, units):
-    """The 16-byte vector form of a chain whose whole shape is one flat loop (k == 0) where every
-    operand is contiguous or one broadcast element, or None. The host function takes it when
-    the size is a multiple of VEC and the contiguous pointers are 16-byte aligned."""
-    contiguous = [v for v, u in zip(inputs + outputs, units) if u == 1]
-    if k != 0 or any(u not in (0, 1) for u in units) or not contiguous or \
-            any(v.aval.dtype.itemsize * VEC % 16 for v in contiguous):
+def _vector_path(ctx, eqns, inputs, outputs, strides, units, offset, out_shape, k):
+    """The 16-byte vector form of a chain, or None. The output's last axes [k, nd) are one flat
+    loop of `inner` elements (flat_suffix) along which every operand is contiguous (unit 1) or
+    constant (unit 0: broadcast, e.g. a per-row scalar [M, 1]); the outer axes may broadcast any
+    operand (a bias [N] over [M, N]). A thread takes VEC consecutive elements, which lie in one
+    row when inner is a multiple of VEC: contiguous operands move as whole vectors, constant ones
+    are one scalar load. The host function takes this path when inner is a multiple of VEC and
+    every vector address is 16-byte aligned (base pointers, and outer strides where not known)."""
+    operands = inputs + outputs
+    contiguous = [j for j, u in enumerate(units) if u == 1]
+    if any(u not in (0, 1) for u in units) or any(u != 1 for u in units[len(inputs):]) or \
+            any(operands[j].aval.dtype.itemsize * VEC % 16 for j in contiguous):
         return None
+    inner = shapes.prod(out_shape[k:])
+    if _known(inner) and int(inner) % VEC:
+        return None
+    conditions = [] if _known(inner) else [f"{ctx.dim(inner)} % {VEC} == 0"]
+    conditions += [f"ait::gpu::aligned16({ctx.name(operands[j])})" for j in contiguous]
+    for j in contiguous:  # an outer stride keeps vectors aligned when a multiple of 16 bytes
+        per16 = 16 // operands[j].aval.dtype.itemsize
+        for st in (strides[j][d] for d in range(k) if not shapes.equal(out_shape[d], 1)):
+            if _known(st):
+                if int(st) % per16:
+                    return None
+            elif f"({ctx.dim(st)}) % {per16} == 0" not in conditions:
+                conditions.append(f"({ctx.dim(st)}) % {per16} == 0")
     loads, body, stores, locals_ = [], [], [], {}
-    for j, (v, u) in enumerate(zip(inputs, units)):
+    for j, v in enumerate(inputs):
         locals_[v] = f"a{j}"
-        if u == 1:
+        if units[j] == 1:
             loads.append(f"alignas(16) {ctx.storage(v)} b{j}[{VEC}];")
-            loads.append(f"ait::gpu::vload(b{j}, {ctx.name(v)} + t * {VEC});")
+            loads.append(f"ait::gpu::vload(b{j}, {ctx.name(v)} + {offset(strides[j], 1)});")
             body.append(f"const {ctx.compute(v)} a{j} = ait::gpu::load<{ctx.compute(v)}>(b{j}[v]);")
         else:
-            body.append(f"const {ctx.compute(v)} a{j} = ait::gpu::load<{ctx.compute(v)}>({ctx.name(v)}[0]);")
+            loads.append(f"const {ctx.compute(v)} a{j} = "
+                         f"ait::gpu::load<{ctx.compute(v)}>({ctx.name(v)}[{offset(strides[j], 0)}]);")
     body += statements(ctx, eqns, locals_)
     for j, v in enumerate(outputs):
         loads.append(f"alignas(16) {ctx.storage(v)} c{j}[{VEC}];")
         body.append(f"c{j}[v] = ait::gpu::store<{ctx.storage(v)}, {ctx.compute(v)}>({locals_[v]});")
-        stores.append(f"ait::gpu::vstore({ctx.name(v)} + t * {VEC}, c{j});")
-    return dict(width=VEC, loads=loads, body=body, stores=stores, aligned=[ctx.name(v) for v in contiguous])
+        stores.append(f"ait::gpu::vstore({ctx.name(v)} + {offset(strides[len(inputs) + j], 1)}, c{j});")
+    return dict(width=VEC, loads=loads, body=body, stores=stores, conditions=conditions)
 
 
 @lowering("cuda", *sorted(ELEMENTWISE), reads=any_view, writes=any_view)

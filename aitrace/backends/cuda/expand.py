@@ -1,29 +1,12 @@
-"""Fused forms the cuda backend has no kernel for yet, expanded back into forms it has: a
-`grouped` eqn into its members, `fused_norm` into its prologue and the norm, `fused_b2b_gemm` into
-two GEMMs with their epilogues. (Each expansion goes once a dedicated kernel exists.)"""
+"""Fused forms the cuda backend has no kernel for yet, expanded back into forms it has:
+`fused_b2b_gemm` into two GEMMs with their epilogues. (The expansion goes once a dedicated kernel
+exists; `fused_norm` and `grouped` have theirs: prologue.py, grouped.py.)"""
 from __future__ import annotations
 
-from ...core.interpreter import replay
 from ...core.ir import PRIMITIVES
 from ...passes.fuse_b2b import split_operands
 from ...passes.fuse_epilogue import fused_gemm_p
 from ..lowering import legalizer
-
-
-@legalizer("cuda", "grouped")
-def expand_grouped(e):
-    return lambda *args: replay(e.params["graph"], args)
-
-
-@legalizer("cuda", "fused_norm")
-def expand_fused_norm(e):
-    prologue, base = e.params["prologue"], PRIMITIVES[e.params["base"]]
-
-    def fn(*args):
-        n = len(prologue.invars)
-        x, *extra = replay(prologue, args[:n])
-        return [base.bind(x, *args[n:], **dict(e.params["base_params"])), *extra]
-    return fn
 
 
 @legalizer("cuda", "fused_b2b_gemm")

@@ -194,22 +194,27 @@ def unsupported_reason(eqn) -> str | None:
     if isinstance(n, int) and n % 8:
         return f"N={n} is not a multiple of 8 (16-byte TMA rows)"
     if eqn.prim.name == "fused_gemm":
-        g = eqn.params["epilogue"]
-        for v in g.invars[1:]:
-            if v.aval.dtype not in OUT_DTYPES:
-                return f"epilogue operand dtype {v.aval.dtype}"
-            try:
-                operand_kind(v, out.aval.shape)
-            except NotImplementedError as e:
-                return str(e)
-        for se in g.eqns:
-            if se.prim.name not in EPILOGUE_OPS:
-                return f"epilogue op {se.prim.name}"
-            for v in [*se.invars, *se.outvars]:
-                if not (dtypes.is_float(v.aval.dtype) or v.aval.dtype == dtypes.bool_):
-                    return f"epilogue value of dtype {v.aval.dtype} in {se.prim.name}"
-        if len(g.outvars) != 1 or not isinstance(g.outvars[0], Var):
-            return "epilogue must have one Var output"
+        return epilogue_unsupported_reason(eqn.params["epilogue"], out.aval.shape)
+    return None
+
+
+def epilogue_unsupported_reason(g, out_shape) -> str | None:
+    """None where the epilogue sub-Graph g of an output of `out_shape` can be an EVT, else why not."""
+    for v in g.invars[1:]:
+        if v.aval.dtype not in OUT_DTYPES:
+            return f"epilogue operand dtype {v.aval.dtype}"
+        try:
+            operand_kind(v, out_shape)
+        except NotImplementedError as e:
+            return str(e)
+    for se in g.eqns:
+        if se.prim.name not in EPILOGUE_OPS:
+            return f"epilogue op {se.prim.name}"
+        for v in [*se.invars, *se.outvars]:
+            if not (dtypes.is_float(v.aval.dtype) or v.aval.dtype == dtypes.bool_):
+                return f"epilogue value of dtype {v.aval.dtype} in {se.prim.name}"
+    if len(g.outvars) != 1 or not isinstance(g.outvars[0], Var):
+        return "epilogue must have one Var output"
     return None
 
 
@@ -343,6 +348,20 @@ def _lit(a: Literal) -> str:
     return repr(float(a.value)) if dtypes.is_float(a.aval.dtype) else repr(a.value.item())
 
 
+def epilogue_operands(graph, out_shape) -> tuple[list, object]:
+    """The Operand (and EVT leaf) of each extra input of the epilogue graph, and the dtype of
+    CUTLASS's C operand (the first y-shaped extra; None where there is none)."""
+    operands, element_c = [], None
+    for j, v in enumerate(graph.invars[1:]):
+        kind = operand_kind(v, out_shape)
+        node = {"row": "RowBroadcast", "scalar": "ScalarBroadcast"}.get(kind)
+        if kind == "full":
+            node = "SrcFetch" if element_c is None else "AuxLoad"
+            element_c = element_c or v.aval.dtype
+        operands.append(Operand(j, kind, v.aval.dtype, node))
+    return operands, element_c
+
+
 def _identity_epilogue(out):
     from ...core.ir import Graph
     return Graph([out], [], [], [], [out])
@@ -372,14 +391,7 @@ def gemm_kernel(name: str, eqn, config: GemmConfig | None = None, b_major: str =
         graph = eqn.params["epilogue"]
     else:
         graph = _identity_epilogue(out)
-    operands, element_c = [], None
-    for j, v in enumerate(graph.invars[1:]):
-        kind = operand_kind(v, out.aval.shape)
-        node = {"row": "RowBroadcast", "scalar": "ScalarBroadcast"}.get(kind)
-        if kind == "full":
-            node = "SrcFetch" if element_c is None else "AuxLoad"
-            element_c = element_c or v.aval.dtype
-        operands.append(Operand(j, kind, v.aval.dtype, node))
+    operands, element_c = epilogue_operands(graph, out.aval.shape)
     evt = _EVT(graph, operands)
     root, evt_args, evt_desc = evt.build()
     node_decls = list(evt.leaf_types.values()) + evt.decls
@@ -525,9 +537,20 @@ def cutlass_include_dir() -> str | None:
     return d if os.path.isfile(os.path.join(d, "cutlass", "cutlass.h")) else None
 
 
+def cutlass_util_include_dir(include_dir=None) -> str | None:
+    """CUTLASS's tools/util/include beside its include/ (the sm90 conv mainloop includes
+    cutlass/util/packed_stride.hpp from there), or None."""
+    inc = include_dir or cutlass_include_dir()
+    if inc is None:
+        return None
+    d = os.path.join(os.path.dirname(os.path.abspath(inc)), "tools", "util", "include")
+    return d if os.path.isfile(os.path.join(d, "cutlass", "util", "packed_stride.hpp")) else None
+
+
 def nvcc_command(sources, output, include_dir=None, extra=()) -> list:
     inc = include_dir or cutlass_include_dir()
     if inc is None:
         raise FileNotFoundError("CUTLASS headers not found: pip install nvidia-cutlass "
                                 "(or set AITRACE_CUTLASS_INCLUDE)")
-    return ["nvcc", *NVCC_FLAGS, f"-I{inc}", *extra, *sources, "-o", output]
+    util = cutlass_util_include_dir(inc)
+    return ["nvcc", *NVCC_FLAGS, f"-I{inc}", *([f"-I{util}"] if util else []), *extra, *sources, "-o", output]

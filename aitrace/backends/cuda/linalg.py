@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
+from ...core import shapes
 from ...passes.fuse_memory import rows_uniform
 from ..cpu.elementwise import statements
 from ..lowering import Kernel, gemm_launch, gemm_reads, lowering, rows_apart
@@ -45,29 +46,46 @@ def epilogue_functor(ctx, kname: str, e):
 
 def _cutlass(ctx, e, kname):
     """(shared definition, launch expression) of the CUTLASS kernel for e, or None where it does
-    not apply. Identical kernels (same dtypes, layout, epilogue structure) are defined once."""
-    from .gemm import cutlass_include_dir, gemm_geometry, gemm_kernel, unsupported_reason
-    if ctx.dialect.arch != "sm_90a" or cutlass_include_dir() is None:
+    not apply: CUTLASS 3 sm90a kernels (gemm.py) on sm_90a, CUTLASS 2.x sm80 ones (gemm_sm80.py)
+    on sm_8x. Identical kernels (same dtypes, layout, epilogue structure) are defined once."""
+    from . import gemm, gemm_sm80
+    from .gemm import cutlass_include_dir, gemm_geometry
+    from .profiler import gemm_choices
+    arch = ctx.dialect.arch
+    kernels = gemm if arch == "sm_90a" else gemm_sm80 if gemm_sm80.supports(arch) else None
+    if kernels is None or cutlass_include_dir() is None:
         return None
-    if e.prim.name == "fused_gemm" and e.params["base"] != "matmul" or unsupported_reason(e) is not None:
+    gemm_kernel = kernels.gemm_kernel
+    if e.prim.name == "fused_gemm" and e.params["base"] != "matmul" or kernels.unsupported_reason(e) is not None:
         return None
     geo = gemm_geometry(e, ctx.strides)
     if geo is None:
         return None
-    probe = gemm_kernel("k", e, b_major=geo.b_major)
-    name = "cutlass_gemm_" + hashlib.sha256(probe.definition.encode()).hexdigest()[:12]
+    # sm90: the profiled (or remembered, or heuristic) config, one per rows bucket when dynamic
+    choices = gemm_choices(e, geo, arch, ctx.symbols) if kernels is gemm else [(None, None)]
     defined = ctx.__dict__.setdefault("cutlass_defined", set())
-    definition = "" if name in defined else gemm_kernel(name, e, b_major=geo.b_major).definition + "\n"
-    defined.add(name)
+    definition, names = "", []
+    for _, config in choices:
+        probe = gemm_kernel("k", e, config, b_major=geo.b_major)
+        name = "cutlass_gemm_" + hashlib.sha256(probe.definition.encode()).hexdigest()[:12]
+        if name not in defined:
+            definition += gemm_kernel(name, e, config, b_major=geo.b_major).definition + "\n"
+            defined.add(name)
+        names.append(name)
     ptrs = [ctx.name(a) for a in e.invars[:2]] + [ctx.name(v) for v in e.invars[2:]] + [ctx.name(e.outvars[0])]
-    args = ptrs + [ctx.dim(d) for d in geo.args()] + ["stream", "nullptr", "0"]
-    return definition, f"{name}({', '.join(args)})"
+    args = ", ".join(ptrs + [ctx.dim(d) for d in geo.args()] + ["stream", "nullptr", "0"])
+    launch = f"{names[-1]}({args})"
+    rows = ctx.dim(shapes.prod([geo.M, geo.batch]))
+    for (bound, _), name in reversed(list(zip(choices[:-1], names[:-1]))):
+        launch = launch if launch.startswith(name + "(") else f"({rows} <= {bound} ? {name}({args}) : {launch})"
+    return definition, launch
 
 
-def _cutlass_first(ctx, e, kname):
-    """(definition, lines) that try the CUTLASS kernel first and return when it ran; the SIMT
-    lines after them run where CUTLASS refuses the sizes (cudaErrorInvalidValue)."""
-    c = _cutlass(ctx, e, kname)
+def _cutlass_first(ctx, e, kname, cutlass=None):
+    """(definition, lines) that try the CUTLASS kernel (`cutlass(ctx, e, kname)`, default the
+    GEMM's) first and return when it ran; the SIMT lines after them run where CUTLASS refuses
+    the sizes (cudaErrorInvalidValue)."""
+    c = (cutlass or _cutlass)(ctx, e, kname)
     if c is None:
         return "", []
     definition, launch = c
@@ -81,7 +99,12 @@ def _kernel(ctx, kname, e, lines, prefix="", cutlass=False) -> Kernel:
     body = "".join(f"  {line}\n" for line in lines)
     definition = f"{prefix}{ctx.signature(kname, e)} {{\n{ctx.symbol_preamble()}{body}}}\n"
     return Kernel(kname, definition, ctx.call(kname, e) + f"\n    AIT_LAUNCHED(\"{kname}\");",
-                  includes=("ait/cuda_ops.h",) + (("ait/cutlass_sm90.h",) if cutlass else ()))
+                  includes=("ait/cuda_ops.h",) + ((_cutlass_header(ctx),) if cutlass else ()))
+
+
+def _cutlass_header(ctx) -> str:
+    from .gemm_sm80 import HEADER, supports
+    return HEADER if supports(ctx.dialect.arch) else "ait/cutlass_sm90.h"
 
 
 @lowering("cuda", "matmul", reads=gemm_reads, writes=rows_apart)
@@ -109,14 +132,17 @@ def simt_matmul(ctx, e, kname: str, epilogue=None, prefix: str = "", first_lines
 
 
 def conv2d_call(ctx, e, kname, params, epilogue: str, prefix: str = "") -> Kernel:
+    """The direct conv2d kernel, after the CUTLASS sm90a convolution of conv.py where it applies."""
+    from .conv import cutlass_conv
+    definition, first = _cutlass_first(ctx, e, kname, cutlass=cutlass_conv)
     x, w = e.invars[:2]
     N, H, W, C = map(ctx.dim, x.aval.shape)
     O, KH, KW = map(ctx.dim, w.aval.shape[:3])
     (sh, sw), ((pt, pb), (pl, pr)) = params["stride"], params["padding"]
     dh, dw = params["dilation"]
-    return _kernel(ctx, kname, e, [f"ait::gpu::conv2d({ctx.name(x)}, {ctx.name(w)}, {N}, {H}, {W}, {C}, {O}, {KH}, {KW}, "
+    return _kernel(ctx, kname, e, [*first, f"ait::gpu::conv2d({ctx.name(x)}, {ctx.name(w)}, {N}, {H}, {W}, {C}, {O}, {KH}, {KW}, "
                                    f"{sh}, {sw}, {pt}, {pb}, {pl}, {pr}, {dh}, {dw}, {params['groups']}, {epilogue}, stream);"],
-                   prefix)
+                   definition + prefix, cutlass=bool(first))
 
 
 @lowering("cuda", "conv2d", writes=rows_apart)

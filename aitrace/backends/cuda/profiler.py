@@ -70,9 +70,10 @@ def _static(*ds) -> bool:
     return all(shapes.is_static(d) for d in ds)
 
 
-def problems(geo) -> list[tuple]:
+def problems(geo, dims=()) -> list[tuple]:
     """[(rows_bound, launch args as ints)] to profile: the real geometry when static, else one
-    contiguous problem per rows bucket (rows as M, batch 1)."""
+    contiguous problem per rows bucket (rows as M, batch 1). `dims`: the graph's input Dims,
+    whose bounds win over those of equal-named symbols inside sympy-cached expressions."""
     args = geo.args()
     if all(shapes.is_static(a) for a in args):
         return [(None, [int(a) for a in args])]
@@ -81,10 +82,12 @@ def problems(geo) -> list[tuple]:
     n, k = int(geo.N), int(geo.K)
     lo = hi = None
     syms = shapes.symbols([geo.M, geo.batch])
-    if syms and all(s.max is not None for s in syms):
+    bound = {d.name: d for d in dims}
+    syms = {s: bound.get(s.name, s) for s in syms}
+    if syms and all(getattr(d, "max", None) is not None for d in syms.values()):
         rows = shapes.prod([geo.M, geo.batch])
-        lo = shapes.evaluate(rows, {s: s.min for s in syms})
-        hi = shapes.evaluate(rows, {s: s.max for s in syms})
+        lo = shapes.evaluate(rows, {s: d.min for s, d in syms.items()})
+        hi = shapes.evaluate(rows, {s: d.max for s, d in syms.items()})
     bounds = [b for b in ROW_BUCKETS if (lo is None or b >= lo) and (hi is None or b < hi)]
     out = []
     for b in bounds + [None]:
@@ -93,9 +96,9 @@ def problems(geo) -> list[tuple]:
     return out
 
 
-def gemm_choices(eqn, geo, arch: str) -> list[tuple]:
+def gemm_choices(eqn, geo, arch: str, dims=()) -> list[tuple]:
     """[(rows_bound, GemmConfig)]: see the module docstring."""
-    probs = problems(geo)
+    probs = problems(geo, dims)
     if not probs:  # N or K dynamic: one kernel, sized by the heuristic at a middle size
         return [(None, heuristic(1024, 1024))]
     dev = device_name()

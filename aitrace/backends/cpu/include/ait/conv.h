@@ -15,6 +15,11 @@
 //   * 1x1, stride 1, no padding: a plain GEMM on x viewed as [N*H*W, C] (no copy);
 //   * depthwise (groups == C == O): a direct loop, channels in registers, taps outer; it passes
 //     whole output pixels (j0 = 0, n = O);
+//   * 3x3, stride 1, dilation 1, groups 1 with enough channels (winograd_fits): Winograd
+//     F(4x4, 3x3) (winograd.h); it passes whole output pixels too;
+//   * few input channels (C <= 8, e.g. a 7x7 RGB stem), groups 1: implicit GEMM over one output
+//     row at a time, the micro-kernel reading its A operand straight from x where the windows
+//     allow (no im2col buffer, no packing), the weight packed once per call;
 //   * otherwise: im2col of a chunk of output rows into a bounded thread-local buffer
 //     (AIT_CONV_IM2COL_BYTES, default 8 MiB; at least 64 rows per chunk), then one batched GEMM
 //     over the groups per chunk (gemm's batch = group). Grouped convs with few channels per
@@ -23,6 +28,7 @@
 // reads it transposed.
 #pragma once
 #include "gemm.h"
+#include "winograd.h"
 #include <vector>
 
 #ifndef AIT_CONV_IM2COL_BYTES
@@ -122,17 +128,127 @@ void depthwise(const T* x, const T* w, int64_t N, int64_t H, int64_t W, int64_t 
   }
 }
 
+// Few input channels, dilation 1 along w: the micro-kernel of gemm.h for kMR output pixels,
+// broadcasting its A operand straight from rows of input (pixel r's window row kh is
+// src[kh][off + r*ps + (0 .. seg)]), so nothing is packed. src[kh]: the zero-padded input row of
+// window row kh, nullptr where the whole row is padding. b: one B panel [KH*seg][kNR].
+template <int NVK>
+void window_kernel(const float* const* src, int64_t off, int64_t KH, int64_t seg, int64_t ps,
+                   const float* b, float* out, int64_t ldo) {
+  using gemm_detail::Vec;
+  constexpr int MR = gemm_detail::kMR, W = gemm_detail::kW, NR = gemm_detail::kNR;
+  Vec::V acc[MR][NVK];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NVK; ++v) acc[r][v] = Vec::zero();
+  for (int64_t kh = 0; kh < KH; ++kh, b += seg * NR) {
+    if (!src[kh]) continue;
+    const float* s = src[kh] + off;
+    for (int64_t j = 0; j < seg; ++j) {
+      Vec::V bv[NVK];
+#pragma GCC unroll 4
+      for (int v = 0; v < NVK; ++v) bv[v] = Vec::load(b + j * NR + v * W);
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) {
+        const Vec::V av = Vec::bcast(s + r * ps + j);
+#pragma GCC unroll 4
+        for (int v = 0; v < NVK; ++v) acc[r][v] = Vec::fma(av, bv[v], acc[r][v]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NVK; ++v) Vec::storeu(out + r * ldo + v * W, acc[r][v]);
+}
+
+// Few input channels (implicit GEMM): one output row (n, oh) per task, in panels of kMR pixels.
+// With dilation 1 along w, the KH input rows of the task are copied as float with their zero
+// padding (and enough zeros after for whole panels) and window_kernel reads them in place;
+// otherwise each panel is gathered into micro-kernel A layout (k = (kh*KW + kw)*C + c).
+// Bp: the weight packed as gemm B panels ([ceil(O/NR)][K][NR]).
+template <typename T, typename Epi>
+void small_channels(const T* x, const float* Bp, int64_t N, int64_t H, int64_t W, int64_t C,
+                    int64_t O, int64_t KH, int64_t KW, int64_t OH, int64_t OW, int64_t sh, int64_t sw,
+                    int64_t pt, int64_t pl, int64_t dh, int64_t dw, Epi& epi) {
+  using gemm_detail::kMR;
+  using gemm_detail::kNR;
+  using gemm_detail::kNV;
+  const int64_t K = KH * KW * C, Op = gemm_detail::round_up(O, kNR);
+  const int64_t panels = gemm_detail::ceil_div(OW, kMR), rows = N * OH;
+  const int64_t row_cols = (panels * kMR - 1) * sw + KW;  // padded row length, in pixels
+  int nth = num_threads();
+#ifdef _OPENMP
+  if (omp_in_parallel() || double(rows) * OW * O * K < 1e5) nth = 1;
+#endif
+#pragma omp parallel num_threads(nth) if (nth > 1)
+  {
+    gemm_detail::ThreadBuffers& tb = gemm_detail::thread_buffers();
+    float* a = tb.a.get(size_t(dw == 1 ? KH * row_cols * C : kMR * K));
+    float* cbuf = tb.c.get(size_t(panels * kMR * Op));
+    std::vector<const float*> src(static_cast<size_t>(KH));
+    const auto& kern = gemm_detail::kernels();
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t n = r / OH, oh = r % OH;
+      if (dw == 1) {
+        for (int64_t kh = 0; kh < KH; ++kh) {
+          const int64_t ih = oh * sh - pt + kh * dh;
+          float* d = a + kh * row_cols * C;
+          src[size_t(kh)] = ih < 0 || ih >= H ? nullptr : d;
+          if (ih < 0 || ih >= H) continue;
+          const int64_t lo = std::min(pl, row_cols), in = std::max<int64_t>(0, std::min(W, row_cols - pl));
+          std::memset(d, 0, size_t(lo * C) * sizeof(float));
+          gemm_detail::load_contig<T>(x + (n * H + ih) * W * C, in * C, d + lo * C);
+          std::memset(d + (lo + in) * C, 0, size_t((row_cols - lo - in) * C) * sizeof(float));
+        }
+        constexpr int half_nv = (kNV + 1) / 2;  // a narrow last column panel: fewer vectors
+        for (int64_t p = 0; p < panels; ++p)
+          for (int64_t jr = 0; jr < O; jr += kNR) {
+            float* out = cbuf + p * kMR * Op + jr;
+            if (O - jr > half_nv * gemm_detail::kW)
+              window_kernel<kNV>(src.data(), p * kMR * sw * C, KH, KW * C, sw * C, Bp + jr * K, out, Op);
+            else
+              window_kernel<half_nv>(src.data(), p * kMR * sw * C, KH, KW * C, sw * C, Bp + jr * K, out, Op);
+          }
+      } else {
+        for (int64_t p = 0; p < panels; ++p) {
+          const int64_t ow0 = p * kMR;
+          const int np = int(std::min<int64_t>(kMR, OW - ow0));
+          for (int64_t kh = 0; kh < KH; ++kh) {
+            const int64_t ih = oh * sh - pt + kh * dh;
+            for (int64_t kw = 0; kw < KW; ++kw)
+              for (int i = 0; i < kMR; ++i) {
+                const int64_t iw = (ow0 + i) * sw - pl + kw * dw;
+                const bool in = i < np && ih >= 0 && ih < H && iw >= 0 && iw < W;
+                for (int64_t c = 0; c < C; ++c)
+                  a[((kh * KW + kw) * C + c) * kMR + i] = in ? to_float(x[((n * H + ih) * W + iw) * C + c]) : 0.f;
+              }
+          }
+          for (int64_t jr = 0; jr < O; jr += kNR) {
+            const int nv = int(gemm_detail::ceil_div(std::min<int64_t>(kNR, O - jr), gemm_detail::kW));
+            kern[np - 1][nv - 1](K, a, Bp + jr * K, nullptr, 0, cbuf + ow0 * Op + jr, Op);
+          }
+        }
+      }
+      for (int64_t ow = 0; ow < OW; ++ow) epi(0, r * OW + ow, 0, cbuf + ow * Op, O);
+    }
+  }
+}
+
 }  // namespace conv_detail
 
 // x: [N, H, W, C], w: [O, KH, KW, C/groups], both T (float, half, bfloat16); requires
 // groups | C, groups | O, strides >= 1, dilations >= 1, pads >= 0. Parallel (OpenMP) inside.
+// const_weight: w is a model constant (its Winograd transform may be cached, see winograd.h).
 template <typename T, typename Epi>
 void conv2d_nhwc(const T* x, const T* w,
                  int64_t N, int64_t H, int64_t W, int64_t C,
                  int64_t O, int64_t KH, int64_t KW,
                  int64_t stride_h, int64_t stride_w,
                  int64_t pad_top, int64_t pad_bottom, int64_t pad_left, int64_t pad_right,
-                 int64_t dil_h, int64_t dil_w, int64_t groups, Epi epi) {
+                 int64_t dil_h, int64_t dil_w, int64_t groups, Epi epi, bool const_weight = false) {
   const int64_t OH = (H + pad_top + pad_bottom - dil_h * (KH - 1) - 1) / stride_h + 1;
   const int64_t OW = (W + pad_left + pad_right - dil_w * (KW - 1) - 1) / stride_w + 1;
   if (N <= 0 || OH <= 0 || OW <= 0 || O <= 0) return;
@@ -148,6 +264,20 @@ void conv2d_nhwc(const T* x, const T* w,
       pad_left == 0 && pad_right == 0) {
     gemm(groups, M, Og, Cg, x, Cg, C, 1, w, Og * Kg, 1, Kg,
          conv_detail::GroupEpi<Epi>{&epi, 0, Og});
+    return;
+  }
+
+  if (groups == 1 && KH == 3 && KW == 3 && stride_h == 1 && stride_w == 1 && dil_h == 1 &&
+      dil_w == 1 && winograd_fits(N, C, O, OH, OW)) {
+    conv2d_winograd<T, Epi>(x, w, N, H, W, C, O, pad_top, pad_left, OH, OW, const_weight, epi);
+    return;
+  }
+  if (groups == 1 && C <= 8 && Kg <= 512) {
+    static thread_local gemm_detail::Scratch wbuf;
+    float* Bp = wbuf.get(size_t(gemm_detail::round_up(O, gemm_detail::kNR) * Kg));
+    gemm_detail::pack_B<T>(w, 1, Kg, Kg, O, Bp);  // B[k][j] = w[j][k]
+    conv_detail::small_channels<T, Epi>(x, Bp, N, H, W, C, O, KH, KW, OH, OW, stride_h, stride_w,
+                                        pad_top, pad_left, dil_h, dil_w, epi);
     return;
   }
 

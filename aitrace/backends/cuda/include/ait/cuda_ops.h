@@ -1,8 +1,10 @@
 // aitrace CUDA: the kernels beside the GEMM library: a tiled SIMT GEMM (fp32 and any shape the
-// CUTLASS kernels do not take), direct NHWC convolution, pooling, gather, constant pad and batch
-// norm. Each GEMM/conv result goes through an epilogue functor `epi(b, row, col, acc)` that stores
-// it (fused elementwise work included), so one kernel serves plain and fused forms.
+// CUTLASS kernels do not take), direct NHWC convolution, pooling, gather, constant pad, batch
+// norm, and the row kernels of softmax and layer norm (plain, with a fused prologue, grouped).
+// Each GEMM/conv result goes through an epilogue functor `epi(b, row, col, acc)` that stores it
+// (fused elementwise work included), so one kernel serves plain and fused forms.
 #pragma once
+#include <initializer_list>
 #include "ait/cuda.h"
 
 namespace ait {
@@ -206,6 +208,311 @@ inline void batch_norm(const T* x, const P* mean, const P* var, const P* w, cons
                        float eps, cudaStream_t s) {
   if (rows * C <= 0) return;
   batch_norm_kernel<T, P><<<blocks_for(rows * C, 256), 256, 0, s>>>(x, mean, var, w, b, y, rows * C, C, eps);
+}
+
+// ------------------------------------------------ row kernels: softmax / layer norm over the last axis
+// Row r's n values x(i) come from a functor `row`: PlainRow (the input's row) or a generated
+// fused_norm prologue, which also stores its extra outputs when `first`. It gives them one at a
+// time, row(r, i, first), or C = 8 at once, row(r, i, v, first), with 16-byte vector moves
+// (where n % 8 == 0 and the pointers are aligned: the host picks C). A group of G threads
+// normalizes one row: a warp for rows up to kWarpRowMax, the whole block beyond; thread t takes
+// the chunks of C columns at i = t * C, t * C + G * C, ... The row's fp32 values are computed once
+// into shared memory (one read of the inputs) where they fit in kRowCacheBytes a block; longer
+// rows recompute x(i) in each pass. Statistics in fp32.
+constexpr int kRowThreads = 256, kWarpRowMax = 1024, kRowVec = 8;
+constexpr size_t kRowCacheBytes = 40 * 1024;  // under the 48 KB without opt-in; 5 blocks an SM
+
+template <typename T>
+struct PlainRow {
+  const T* x;
+  int64_t n;
+  __device__ __forceinline__ float operator()(int64_t r, int64_t i, bool) const { return load<float>(x[r * n + i]); }
+  __device__ __forceinline__ void operator()(int64_t r, int64_t i, float (&v)[kRowVec], bool) const {
+    alignas(16) T b[kRowVec];
+    vload(b, x + r * n + i);
+#pragma unroll
+    for (int k = 0; k < kRowVec; ++k) v[k] = load<float>(b[k]);
+  }
+};
+
+// Whether rows of n can move as whole vectors: n a multiple of kRowVec, every pointer aligned.
+inline bool rows_vectorizable(int64_t n, std::initializer_list<const void*> pointers) {
+  for (const void* p : pointers)
+    if (!aligned16(p)) return false;
+  return n % kRowVec == 0;
+}
+
+// Columns [i, i + C) of row r: from the cache, or computed (and cached on the first pass). A
+// thread reads back only its own columns, so the cache needs no barrier; chunks of 8 move as
+// float4s (a strided float access would be an 8-way bank conflict).
+template <int C, typename Row>
+__device__ __forceinline__ void row_chunk(const Row& row, int64_t r, int64_t i, float* cache, bool first, float (&v)[C]) {
+  if (cache && !first) {
+    if constexpr (C == 1) {
+      v[0] = cache[i];
+    } else {
+#pragma unroll
+      for (int k = 0; k < C / 4; ++k) {
+        const float4 q = reinterpret_cast<const float4*>(cache + i)[k];
+        v[4 * k] = q.x, v[4 * k + 1] = q.y, v[4 * k + 2] = q.z, v[4 * k + 3] = q.w;
+      }
+    }
+    return;
+  }
+  if constexpr (C == 1) v[0] = row(r, i, first);
+  else row(r, i, v, first);
+  if (!cache) return;
+  if constexpr (C == 1) {
+    cache[i] = v[0];
+  } else {
+#pragma unroll
+    for (int k = 0; k < C / 4; ++k) reinterpret_cast<float4*>(cache + i)[k] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
+  }
+}
+
+template <int C, typename T>
+__device__ __forceinline__ void store_chunk(T* y, const float (&v)[C]) {
+  alignas(16) T b[C];
+#pragma unroll
+  for (int k = 0; k < C; ++k) b[k] = store<T>(v[k]);
+  if constexpr (C == 1) y[0] = b[0];
+  else vstore(y, b);
+}
+
+// Sum (or max) over the G threads of a row group: a warp, or the block through `scratch` (32 floats).
+template <int G, bool kMax>
+__device__ __forceinline__ float group_reduce(float v, float* scratch) {
+  v = kMax ? warp_max(v) : warp_sum(v);
+  if (G == 32) return v;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();  // the previous reduction has read scratch
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < G / 32 ? scratch[lane] : (kMax ? -INFINITY : 0.f);
+  return kMax ? warp_max(v) : warp_sum(v);
+}
+
+template <int G, int C, typename T, typename W, typename Row>
+__device__ void layer_norm_row(const Row& row, int64_t r, int64_t n, float* cache, float* scratch, const W* w,
+                               const W* b, T* y, float eps) {
+  const int64_t start = int64_t(threadIdx.x % G) * C;
+  float v[C], s = 0.f;
+  for (int64_t i = start; i < n; i += G * C) {
+    row_chunk(row, r, i, cache, true, v);
+#pragma unroll
+    for (int k = 0; k < C; ++k) s += v[k];
+  }
+  const float mean = group_reduce<G, false>(s, scratch) / float(n);
+  float ss = 0.f;
+  for (int64_t i = start; i < n; i += G * C) {
+    row_chunk(row, r, i, cache, false, v);
+#pragma unroll
+    for (int k = 0; k < C; ++k) ss += (v[k] - mean) * (v[k] - mean);
+  }
+  const float rstd = rsqrtf(group_reduce<G, false>(ss, scratch) / float(n) + eps);
+  for (int64_t i = start; i < n; i += G * C) {
+    row_chunk(row, r, i, cache, false, v);
+#pragma unroll
+    for (int k = 0; k < C; ++k)
+      v[k] = (v[k] - mean) * rstd * (w ? load<float>(w[i + k]) : 1.f) + (b ? load<float>(b[i + k]) : 0.f);
+    store_chunk(y + r * n + i, v);
+  }
+}
+
+template <int G, int C, typename T, typename Row>
+__device__ void softmax_row(const Row& row, int64_t r, int64_t n, float* cache, float* scratch, T* y) {
+  const int64_t start = int64_t(threadIdx.x % G) * C;
+  float v[C], m = -INFINITY;
+  for (int64_t i = start; i < n; i += G * C) {
+    row_chunk(row, r, i, cache, true, v);
+#pragma unroll
+    for (int k = 0; k < C; ++k) m = fmaxf(m, v[k]);
+  }
+  m = group_reduce<G, true>(m, scratch);
+  float s = 0.f;
+  for (int64_t i = start; i < n; i += G * C) {
+    row_chunk(row, r, i, cache, false, v);
+#pragma unroll
+    for (int k = 0; k < C; ++k) s += __expf(v[k] - m);
+  }
+  const float inv = 1.f / group_reduce<G, false>(s, scratch);
+  for (int64_t i = start; i < n; i += G * C) {
+    row_chunk(row, r, i, cache, false, v);
+#pragma unroll
+    for (int k = 0; k < C; ++k) v[k] = __expf(v[k] - m) * inv;
+    store_chunk(y + r * n + i, v);
+  }
+}
+
+// The launch of rows of n: threads a row (group), blocks, and the shared-memory row cache (0: none).
+struct RowLaunch {
+  int group;
+  int64_t blocks;
+  size_t cache_bytes;
+};
+inline RowLaunch row_launch(int64_t rows, int64_t n) {
+  const int group = n <= kWarpRowMax ? 32 : kRowThreads, per_block = kRowThreads / group;
+  const size_t bytes = size_t(per_block) * size_t(n) * sizeof(float);
+  return {group, (rows + per_block - 1) / per_block, bytes <= kRowCacheBytes ? bytes : 0};
+}
+
+// Row r = blockIdx.x * (kRowThreads / G) + threadIdx.x / G.
+template <int G, int C, typename T, typename W, typename Row>
+__global__ void __launch_bounds__(kRowThreads) layer_norm_rows_kernel(Row row, const W* w, const W* b, T* y, int64_t rows,
+                                                                      int64_t n, float eps, bool cached) {
+  extern __shared__ __align__(16) float row_cache[];
+  __shared__ float scratch[32];
+  const int slot = threadIdx.x / G;
+  const int64_t r = int64_t(blockIdx.x) * (kRowThreads / G) + slot;
+  if (r < rows) layer_norm_row<G, C>(row, r, n, cached ? row_cache + slot * n : nullptr, scratch, w, b, y, eps);
+}
+
+template <int G, int C, typename T, typename Row>
+__global__ void __launch_bounds__(kRowThreads) softmax_rows_kernel(Row row, T* y, int64_t rows, int64_t n, bool cached) {
+  extern __shared__ __align__(16) float row_cache[];
+  __shared__ float scratch[32];
+  const int slot = threadIdx.x / G;
+  const int64_t r = int64_t(blockIdx.x) * (kRowThreads / G) + slot;
+  if (r < rows) softmax_row<G, C>(row, r, n, cached ? row_cache + slot * n : nullptr, scratch, y);
+}
+
+template <int G, int C, typename T, typename W, typename Row>
+inline void launch_layer_norm_rows(const RowLaunch& l, const Row& row, const W* w, const W* b, T* y, int64_t rows, int64_t n,
+                                   float eps, cudaStream_t s) {
+  layer_norm_rows_kernel<G, C, T, W, Row><<<unsigned(l.blocks), kRowThreads, l.cache_bytes, s>>>(row, w, b, y, rows, n, eps,
+                                                                                                 l.cache_bytes > 0);
+}
+
+template <int G, int C, typename T, typename Row>
+inline void launch_softmax_rows(const RowLaunch& l, const Row& row, T* y, int64_t rows, int64_t n, cudaStream_t s) {
+  softmax_rows_kernel<G, C, T, Row><<<unsigned(l.blocks), kRowThreads, l.cache_bytes, s>>>(row, y, rows, n, l.cache_bytes > 0);
+}
+
+// vec: rows_vectorizable over every pointer the row functor and the kernel move by vectors
+template <typename T, typename W, typename Row>
+inline void layer_norm_rows(const Row& row, const W* w, const W* b, T* y, int64_t rows, int64_t n, float eps, bool vec,
+                            cudaStream_t s) {
+  if (rows <= 0 || n <= 0) return;
+  const RowLaunch l = row_launch(rows, n);
+  if (l.group == 32)
+    vec ? launch_layer_norm_rows<32, kRowVec>(l, row, w, b, y, rows, n, eps, s) : launch_layer_norm_rows<32, 1>(l, row, w, b, y, rows, n, eps, s);
+  else
+    vec ? launch_layer_norm_rows<kRowThreads, kRowVec>(l, row, w, b, y, rows, n, eps, s)
+        : launch_layer_norm_rows<kRowThreads, 1>(l, row, w, b, y, rows, n, eps, s);
+}
+
+template <typename T, typename Row>
+inline void softmax_rows(const Row& row, T* y, int64_t rows, int64_t n, bool vec, cudaStream_t s) {
+  if (rows <= 0 || n <= 0) return;
+  const RowLaunch l = row_launch(rows, n);
+  if (l.group == 32)
+    vec ? launch_softmax_rows<32, kRowVec>(l, row, y, rows, n, s) : launch_softmax_rows<32, 1>(l, row, y, rows, n, s);
+  else
+    vec ? launch_softmax_rows<kRowThreads, kRowVec>(l, row, y, rows, n, s) : launch_softmax_rows<kRowThreads, 1>(l, row, y, rows, n, s);
+}
+
+// Layer norms of one stage (a `grouped` eqn) in one launch: the blocks of member k start at its
+// first_block; each block finds its member in the table, passed as a kernel parameter.
+template <typename T, typename W>
+struct LayerNormMember {
+  const T* x;
+  const W* w;  // nullptr: no weight (likewise b)
+  const W* b;
+  T* y;
+  int64_t rows, n;
+  float eps;
+  int64_t first_block;  // the launch fields, set by grouped_layer_norm
+  int group;
+  bool cached, vec;
+};
+template <typename T, typename W, int M>
+struct LayerNormGroup {
+  LayerNormMember<T, W> m[M];
+};
+
+template <int G, int C, typename T, typename W>
+__device__ __forceinline__ void grouped_layer_norm_member(const LayerNormMember<T, W>& m, float* row_cache, float* scratch) {
+  const int slot = threadIdx.x / G;
+  const int64_t r = (int64_t(blockIdx.x) - m.first_block) * (kRowThreads / G) + slot;
+  if (r < m.rows)
+    layer_norm_row<G, C>(PlainRow<T>{m.x, m.n}, r, m.n, m.cached ? row_cache + slot * m.n : nullptr, scratch, m.w, m.b, m.y, m.eps);
+}
+
+template <typename T, typename W, int M>
+__global__ void __launch_bounds__(kRowThreads) grouped_layer_norm_kernel(const __grid_constant__ LayerNormGroup<T, W, M> g) {
+  extern __shared__ __align__(16) float row_cache[];
+  __shared__ float scratch[32];
+  int k = 0;
+  while (k + 1 < M && int64_t(blockIdx.x) >= g.m[k + 1].first_block) ++k;
+  const LayerNormMember<T, W>& m = g.m[k];  // uniform over the block: one member a block
+  if (m.group == 32)
+    m.vec ? grouped_layer_norm_member<32, kRowVec>(m, row_cache, scratch) : grouped_layer_norm_member<32, 1>(m, row_cache, scratch);
+  else
+    m.vec ? grouped_layer_norm_member<kRowThreads, kRowVec>(m, row_cache, scratch)
+          : grouped_layer_norm_member<kRowThreads, 1>(m, row_cache, scratch);
+}
+
+template <typename T, typename W, int M>
+inline void grouped_layer_norm(LayerNormGroup<T, W, M> g, cudaStream_t s) {
+  int64_t blocks = 0;
+  size_t cache = 0;
+  for (LayerNormMember<T, W>& m : g.m) {
+    const RowLaunch l = row_launch(m.rows, m.n);
+    m.first_block = blocks, m.group = l.group, m.cached = l.cache_bytes > 0;
+    m.vec = rows_vectorizable(m.n, {m.x, m.y});
+    blocks += m.rows > 0 && m.n > 0 ? l.blocks : 0;
+    cache = cache > l.cache_bytes ? cache : l.cache_bytes;
+  }
+  if (blocks > 0) grouped_layer_norm_kernel<T, W, M><<<unsigned(blocks), kRowThreads, cache, s>>>(g);
+}
+
+// ------------------------------------------------ one axis of [outer, n, inner]: argmax, softmax
+// One thread per (outer, inner) position walks the axis (reads coalesced across inner); these
+// serve axes other than the last, where the row kernels above do not apply.
+
+// numpy argmax: the first maximum; the first NaN beats any number.
+template <typename T>
+__global__ void argmax_kernel(const T* __restrict__ x, int64_t* __restrict__ y, int64_t outer, int64_t n, int64_t inner) {
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < outer * inner; t += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t o = t / inner, i = t % inner;
+    const T* p = x + o * n * inner + i;
+    float best = load<float>(p[0]);
+    int64_t arg = 0;
+    for (int64_t j = 1; j < n && best == best; ++j) {
+      const float v = load<float>(p[j * inner]);
+      if (v > best || v != v) best = v, arg = j;
+    }
+    y[t] = arg;
+  }
+}
+
+template <typename T>
+inline void argmax(const T* x, int64_t* y, int64_t outer, int64_t n, int64_t inner, cudaStream_t s) {
+  argmax_kernel<T><<<blocks_for(outer * inner, 256), 256, 0, s>>>(x, y, outer, n, inner);
+}
+
+template <typename T>
+__global__ void softmax_axis_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t outer, int64_t n, int64_t inner) {
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < outer * inner; t += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t base = (t / inner) * n * inner + t % inner;
+    float m = -INFINITY, sum = 0.f;
+    for (int64_t j = 0; j < n; ++j) m = fmaxf(m, load<float>(x[base + j * inner]));
+    for (int64_t j = 0; j < n; ++j) sum += __expf(load<float>(x[base + j * inner]) - m);
+    const float inv = 1.f / sum;
+    for (int64_t j = 0; j < n; ++j) y[base + j * inner] = store<T>(__expf(load<float>(x[base + j * inner]) - m) * inv);
+  }
+}
+
+template <typename T>
+inline void softmax_axis(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, cudaStream_t s) {
+  softmax_axis_kernel<T><<<blocks_for(outer * inner, 256), 256, 0, s>>>(x, y, outer, n, inner);
+}
+
+// After a launch in a host function that returns nothing: a failed launch throws, naming the
+// kernel (ait_run turns it into the run's error).
+inline void check_launch(const char* name) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) throw std::runtime_error(std::string("kernel ") + name + ": " + cudaGetErrorString(e));
 }
 
 }  // namespace gpu

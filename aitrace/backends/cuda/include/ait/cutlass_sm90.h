@@ -14,3 +14,9 @@
 #include <cutlass/epilogue/fusion/sm90_callbacks_tma_warpspecialized.hpp>
 #include <cutlass/gemm/kernel/gemm_universal.hpp>
 #include <cutlass/gemm/device/gemm_universal_adapter.h>
+// The sm90 implicit-GEMM convolutions of conv.py (cutlass/util/packed_stride.hpp: tools/util/include).
+#include <cutlass/conv/convnd_problem_shape.hpp>
+#include <cutlass/conv/dispatch_policy.hpp>
+#include <cutlass/conv/collective/collective_builder.hpp>
+#include <cutlass/conv/kernel/conv_universal.hpp>
+#include <cutlass/conv/device/conv_universal_adapter.hpp>
