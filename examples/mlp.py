@@ -1,6 +1,6 @@
 """A two-layer MLP with a symbolic batch: trace it, print the IR, compile it and check the result.
 
-    python examples/mlp.py [--backend cpu|cuda|reference] [--batch-size 8] [--dtype float32]
+    python examples/mlp.py [--backend cpu|reference] [--batch-size 8] [--dtype float32]
 """
 import argparse
 import time
@@ -12,7 +12,7 @@ import aitrace as ait
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", default=None, help=f"one of {ait.backends.available()} (default: best available)")
+    p.add_argument("--backend", default="cpu", help=f"one of {ait.backends.available()} (host arrays: cpu or reference)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     args = p.parse_args()

@@ -25,7 +25,8 @@ class Example:
 
 def parse(description: str) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", default=None, help=f"one of {ait.backends.available()} (default: best present)")
+    p.add_argument("--backend", default="cpu", help=f"one of {ait.backends.available()} (default: cpu; cuda "
+                   "needs torch with CUDA: inputs and outputs are torch CUDA tensors)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--weights", default=None, help="a local transformers checkpoint directory "
@@ -72,12 +73,20 @@ def run(ex: Example, args) -> None:
     inputs = tuple(x.astype(dtype) if np.issubdtype(x.dtype, np.floating) else x for x in inputs)
 
     f = ait.jit(model, backend=args.backend)
+    device = not f.backend.host                  # a GPU backend takes and returns device arrays
+    call_inputs = tuple(_to_device(torch, x) for x in inputs) if device else inputs
     t0 = time.perf_counter()
-    f.lower(*inputs).compile()                   # the progress line shows while kernels compile
+    f.lower(*call_inputs).compile()              # the progress line shows while kernels compile
     compile_s = time.perf_counter() - t0
-    out = f(*inputs)
+
+    def call():
+        y = f(*call_inputs)
+        if device:
+            torch.cuda.synchronize()
+        return y
+    out = [_to_host(torch, y) for y in call()] if device else call()
     print(f"{ex.name}: backend={f.backend.name} batch={args.batch_size} dtype={args.dtype} "
-          f"compiled in {compile_s:.1f} s; {len(f.lower(*inputs).source_obj.info.get('kernels', []))} kernels")
+          f"compiled in {compile_s:.1f} s; {len(f.lower(*call_inputs).source_obj.info.get('kernels', []))} kernels")
 
     tol = 1e-3 if dtype == np.float32 else 5e-2
     rows = []
@@ -95,7 +104,7 @@ def run(ex: Example, args) -> None:
         print(f"  max relative error vs {what}: {err:.2e} ({flag}, tolerance {tol:g})")
 
     print(f"\n  {'runtime':28s} {'median ms':>10s}")
-    ours = _median_ms(lambda: f(*inputs), args.repeat)
+    ours = _median_ms(call, args.repeat)
     print(f"  {'aitrace ' + f.backend.name:28s} {ours:10.2f}")
     if tm is not None and f.backend.name == "cpu":
         tin = tuple(torch.from_numpy(np.ascontiguousarray(x)) if x.dtype != ait.bfloat16 else
@@ -105,6 +114,17 @@ def run(ex: Example, args) -> None:
         with torch.inference_mode():
             eager = _median_ms(lambda: ex.torch_call(tmd, tin), args.repeat)
         print(f"  {'PyTorch eager (CPU)':28s} {eager:10.2f}   aitrace is {eager / ours:.2f}x")
+
+
+def _to_device(torch, x):
+    if torch is None:
+        raise SystemExit("a GPU backend needs torch with CUDA for its device arrays")
+    t = torch.from_numpy(x.view(np.int16)).view(torch.bfloat16) if x.dtype == ait.bfloat16 else torch.from_numpy(x)
+    return t.cuda()
+
+
+def _to_host(torch, y):
+    return y.float().cpu().numpy() if y.dtype == torch.bfloat16 else y.cpu().numpy()
 
 
 def _err(a, b) -> float:

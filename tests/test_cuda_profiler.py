@@ -97,3 +97,27 @@ def test_profiling_picks_and_remembers_a_winner(cache, monkeypatch):
     w = torch.randn(768, 768, device="cuda", dtype=torch.float16) / 28
     torch.testing.assert_close(f(x, w).float(), (x @ w).float(), rtol=1e-2, atol=1e-2)
     assert f"// config {choice[1].name};" in f.lower(x, w).source
+
+
+def test_a_model_profiles_all_its_gemms_in_one_batch(cache, monkeypatch):
+    """lower() collects every unknown GEMM problem, profiles them together, then generates its
+    code again with the winners (the timing itself faked here: no GPU)."""
+    monkeypatch.setenv("AITRACE_PROFILE", "1")
+    monkeypatch.setattr(profiler, "device_name", lambda: "FakeGPU")
+    monkeypatch.setattr(profiler, "_gpu_arch_matches", lambda arch: True)
+    batches = []
+
+    def fake_profile_all(jobs):
+        batches.append(jobs)
+        for eqn, b_major, args, dev, op, key in jobs:
+            ProfileDB().put(dev, op, key, "pingpong_128x128x64_c2x1x1", 0.01, {})
+    monkeypatch.setattr(profiler, "profile_all", fake_profile_all)
+    f16 = ait.float16
+    w1, w2 = ait.ShapeDtype((256, 512), f16), ait.ShapeDtype((512, 256), f16)
+    f = ait.jit(lambda x, a, b: ait.relu(x @ a) @ b, backend="cuda", arch="sm_90a")
+    src = f.lower(ait.ShapeDtype((128, 256), f16), w1, w2).source
+    assert len(batches) == 1 and len(batches[0]) == 2
+    assert src.count("// config pingpong_128x128x64_c2x1x1;") == 2
+    f2 = ait.jit(lambda x, a, b: ait.relu(x @ a) @ b, backend="cuda", arch="sm_90a")
+    f2.lower(ait.ShapeDtype((128, 256), f16), w1, w2)
+    assert len(batches) == 1  # the database answers now

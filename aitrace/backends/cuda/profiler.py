@@ -17,6 +17,7 @@ and the heuristic serves the rest.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -111,7 +112,12 @@ def gemm_choices(eqn, geo, arch: str, dims=()) -> list[tuple]:
         key = "x".join(map(str, args))
         hit = db.get(dev, op, key) if db else None
         if hit is None and live:
-            hit = _profile(eqn, geo.b_major, args, dev, op, key, db)
+            job = (eqn, geo.b_major, args, dev, op, key)
+            if _pending is not None:  # profiled with the model's other GEMMs; the heuristic for now
+                _pending.append(job)
+            else:
+                profile_all([job])
+                hit = db.get(dev, op, key)
         out.append((bound, GemmConfig.parse(hit.config) if hit else heuristic(rows, n)))
     return out
 
@@ -224,28 +230,48 @@ def candidates(args: list) -> list[GemmConfig]:
     return list(dict.fromkeys([*CONFIGS, pick]))
 
 
-def _profile(eqn, b_major, args, dev, op, key, db):
+@contextlib.contextmanager
+def collecting():
+    """Within it, problems without a known winner are collected instead of profiled one by one
+    (the heuristic answers meanwhile): `profile_all` then builds every candidate of all of them
+    in one parallel batch, and the caller generates its code again."""
+    global _pending
+    prev, _pending = _pending, []
+    try:
+        yield _pending
+    finally:
+        _pending = prev
+
+
+_pending: list | None = None
+
+
+def profile_all(jobs: list) -> None:
+    """Profile (eqn, b_major, args, device, op, key) jobs: all candidates built in parallel, then
+    timed one at a time on the GPU; each job's winner goes into the database."""
     from . import gpu_arch
+    jobs = list({(j[4], j[5]): j for j in jobs}.values())
+    work = [(j, c) for j in jobs for c in candidates(j[2])]
     arch = gpu_arch()
-    cands = candidates(args)
-    label = f"profiling {len(cands)} GEMM configs for {args[0] * args[3]}x{args[1]}x{args[2]}"
-    with progress(label):
-        with ThreadPoolExecutor(max_workers=max(1, min(len(cands), os.cpu_count() or 1))) as pool:
-            libs = list(pool.map(lambda c: _try(lambda: _build(harness_source(eqn, b_major, c, args), arch)), cands))
-        timings = {}
-        for cfg, lib in zip(cands, libs):
+    with progress(f"profiling {len(work)} GEMM candidates for {len(jobs)} problem(s)"):
+        with ThreadPoolExecutor(max_workers=max(1, min(len(work), os.cpu_count() or 1))) as pool:
+            libs = list(pool.map(lambda w: _try(lambda: _build(harness_source(w[0][0], w[0][1], w[1], w[0][2]), arch)),
+                                 work))
+        timings: dict = {}
+        for (job, cfg), lib in zip(work, libs):
             if isinstance(lib, Exception):
                 continue
             ms = ctypes.c_float(-1)
             fn = ctypes.CDLL(str(lib)).ait_profile
             fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_float)]
             if fn(5, 20, ctypes.byref(ms)) == 0 and ms.value > 0:
-                timings[cfg.name] = round(float(ms.value), 5)
-    if not timings:
-        return None
-    best = min(timings, key=timings.get)
-    db.put(dev, op, key, best, timings[best], timings)
-    return db.get(dev, op, key)
+                timings.setdefault(job[4:6], {})[cfg.name] = round(float(ms.value), 5)
+    db = ProfileDB()
+    for (eqn, b_major, args, dev, op, key) in jobs:
+        t = timings.get((op, key))
+        if t:
+            best = min(t, key=t.get)
+            db.put(dev, op, key, best, t[best], t)
 
 
 def _try(fn):
