@@ -11,7 +11,7 @@ whole-run graph's copies in and out). CUDA-event medians, microseconds.
 import argparse
 import contextlib
 
-from cuda_models import cuda_ms, graphed
+from timing import cuda_ms, graphed
 
 LONG = 11
 SHAPES = {"BERT-base s128 mask": (128, True), "ViT-B/16 s197": (197, False)}  # seq, padding mask

@@ -10,8 +10,9 @@ Writes JSON (--json) and prints a table. Needs a GPU, torch and nvcc.
 """
 import argparse
 import json
-import statistics
 import time
+
+from timing import cuda_ms, graphed
 
 SQUARES = [(8192, 8192, 8192), (4096, 4096, 4096)]
 MODEL_GEMMS = {  # name: (M, N, K) of y[M, N] = x[M, K] @ w[K, N]
@@ -27,28 +28,7 @@ MODEL_GEMMS = {  # name: (M, N, K) of y[M, N] = x[M, K] @ w[K, N]
 
 def graph_ms(fn, calls: int, repeat: int) -> float:
     """Median time of one call of fn, from CUDA-graph replays of `calls` calls."""
-    import torch
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(calls):
-            fn()
-    for _ in range(3):
-        g.replay()
-    ts = []
-    for _ in range(repeat):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b) / calls)
-    return statistics.median(ts)
+    return cuda_ms(graphed(fn, calls), repeat) / calls
 
 
 def main():

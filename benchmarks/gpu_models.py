@@ -12,47 +12,16 @@ Needs a GPU, torch and transformers; --plot needs matplotlib.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+from timing import cuda_ms, graphed
 
 DEFAULT_BATCHES = {"resnet": (1, 128), "bert": (1, 64), "vit": (1, 128)}
 NAMES = {"resnet": "ResNet-50", "bert": "BERT-base s128", "vit": "ViT-B/16"}
-
-
-def cuda_ms(fn, repeat: int) -> float:
-    import torch
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(repeat):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
-    return statistics.median(ts)
-
-
-def graphed(fn):
-    """fn captured once into a CUDA graph; returns the replay."""
-    import torch
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    return g.replay
 
 
 def case(model: str, batch: int):
