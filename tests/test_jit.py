@@ -404,3 +404,18 @@ def test_torch_cuda_tensor_names_argument():
     f = ait.jit(lambda x: x + 1, backend="reference")
     with pytest.raises(ValueError, match="argument 0 is on device cuda:0, expected a CPU array"):
         f(torch.ones(2, device="cuda"))
+
+
+def test_repeat_calls_take_the_fast_path_and_still_check():
+    B = ait.Dim("B", max=4)
+    f = ait.jit(lambda x, y: x * 2 + y, backend="reference", dynamic={0: {0: B}, 1: {0: B}})
+    x, y = np.ones((3, 2), np.float32), np.arange(6, dtype=np.float32).reshape(3, 2)
+    np.testing.assert_array_equal(f(x, y), x * 2 + y)
+    assert len(f._fast_cache) == 1
+    np.testing.assert_array_equal(f(y, x), y * 2 + x)     # served by the fast cache
+    assert len(f._fast_cache) == 1
+    with pytest.raises(ValueError, match="outside the bounds"):
+        f(np.ones((5, 2), np.float32), np.ones((5, 2), np.float32))
+    with pytest.raises(ValueError, match="differs from"):
+        f(np.ones((2, 2), np.float32), np.ones((3, 2), np.float32))
+    assert len(f._fast_cache) == 1                         # failed calls are not remembered

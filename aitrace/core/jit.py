@@ -68,6 +68,7 @@ class Jitted:
                     raise TypeError(f"jit: dynamic[{argnum}][{axis}] must be an ait.Dim, got {d!r}")
         self.passes = passes
         self._cache: dict = {}
+        self._fast_cache: dict = {}  # _fast_key -> Lowered, for calls with plain array arguments
         functools.update_wrapper(self, fn, updated=())
 
     def __get__(self, obj, objtype=None):  # a jitted method: the instance is argument 0
@@ -136,7 +137,25 @@ class Jitted:
                                        {**lowering_options(self.passes), **self.backend_options})
         return self._cache[key]
 
+    def _fast_key(self, args):
+        """A cheap key for calls whose arguments are all plain arrays (no static arguments, no
+        containers): their types, shapes and dtypes. None where the full signature is needed."""
+        if self.static_argnums:
+            return None
+        try:
+            return tuple((type(a), tuple(a.shape), a.dtype) for a in args)
+        except (AttributeError, TypeError):
+            return None
+
     def __call__(self, *args):
+        fast = self._fast_key(args)
+        low = self._fast_cache.get(fast) if fast is not None else None
+        if low is not None:  # seen before: skip flattening and the full signature
+            if self.backend.host:
+                for i, x in enumerate(args):
+                    check_host(x, f"argument {i}")
+            self._check_bounds(args, low.bounds)
+            return pytree.unflatten(low.out_tree, low.compile()(*args))
         leaves, names = [], []  # the array leaves, each named as errors call it
         for i, a in enumerate(args):
             if i not in self.static_argnums:
@@ -152,7 +171,10 @@ class Jitted:
                 check_host(x, name)
         low = self.lower(*args)
         self._check_bounds(args, low.bounds)
-        return pytree.unflatten(low.out_tree, low.compile()(*leaves))
+        out = pytree.unflatten(low.out_tree, low.compile()(*leaves))
+        if fast is not None and len(leaves) == len(args) and len(self._fast_cache) < 64:
+            self._fast_cache[fast] = low  # only after a call that succeeded
+        return out
 
 
 def jit(fn: Callable | None = None, *, backend: str | None = None, dynamic=None,
