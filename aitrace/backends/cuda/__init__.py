@@ -3,7 +3,8 @@ the shared cffi runtime with device arrays (torch CUDA tensors, cupy arrays) on 
 
 The target is the GPU present (sm_90a on Hopper, sm_80 on Ampere) or `arch=` given to `ait.jit`,
 so a library can be built on a machine without a GPU (`f.lower(...).build()`). `backend=None` picks
-it where a GPU and nvcc are present.
+it where a GPU and nvcc are present. Each CUTLASS kernel of a model is compiled as its own
+translation unit, in parallel (see split_units), and GEMM configurations come from profiler.py.
 """
 from __future__ import annotations
 

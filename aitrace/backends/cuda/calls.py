@@ -1,5 +1,6 @@
-"""CUDA lowerings that launch the shared kernels of include/ait/cuda.h: layout copies, reductions,
-softmax, layer norm, attention. Each computes sizes and strides on the host and launches once."""
+"""CUDA lowerings that launch the shared kernels of include/ait/cuda.h and cuda_ops.h: layout
+copies, reductions, argmax, softmax, layer norm, pooling, gather, pad, batch norm. Each computes
+sizes and strides on the host and launches once. (Attention: attention.py.)"""
 from __future__ import annotations
 
 from ...core import shapes
