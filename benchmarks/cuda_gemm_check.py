@@ -18,7 +18,6 @@ import ctypes
 import hashlib
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from timing import cuda_ms  # noqa: E402  (benchmarks/, the script's own folder)
 
 
 def die(msg: str) -> None:
@@ -82,21 +82,6 @@ def build(kernels, args, workdir: str) -> str:
         if "registers" in line or "spill" in line or "C7510" in line or "warning" in line.lower():
             print("  " + line.strip())
     return so
-
-
-def median_ms(fn, iters: int, warmup: int) -> float:
-    import torch
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -175,12 +160,12 @@ def main() -> None:
 
     def torch_fn():
         return torch.matmul(x, w) if plain else torch.nn.functional.gelu(torch.matmul(x, w) + b)
-    t_torch = median_ms(torch_fn, args.iters, args.warmup)
+    t_torch = cuda_ms(torch_fn, args.iters, args.warmup)
     err_torch = (torch_fn().float() - ref).abs().max().item()
     print(f"{'torch.matmul' if plain else 'torch.matmul + bias + gelu':34s}: {t_torch * 1e3:8.1f} us  "
           f"{flop / t_torch / 1e9:7.1f} TFLOP/s  (max |err| {err_torch:.3g})")
     if not plain:
-        t_mm = median_ms(lambda: torch.matmul(x, w), args.iters, args.warmup)
+        t_mm = cuda_ms(lambda: torch.matmul(x, w), args.iters, args.warmup)
         print(f"{'torch.matmul alone':34s}: {t_mm * 1e3:8.1f} us  {flop / t_mm / 1e9:7.1f} TFLOP/s")
 
     failed = False
@@ -201,7 +186,7 @@ def main() -> None:
             continue
         err = (y.float() - ref).abs().max().item()
         ok = torch.allclose(y.float(), ref, rtol=1e-2, atol=1e-2)
-        t = median_ms(run, args.iters, args.warmup)
+        t = cuda_ms(run, args.iters, args.warmup)
         print(f"{k.config.name:34s}: {t * 1e3:8.1f} us  {flop / t / 1e9:7.1f} TFLOP/s  "
               f"x{t_torch / t:.2f} vs torch  max |err| {err:.3g}  {'OK' if ok else 'MISMATCH'}")
         failed |= not ok
