@@ -132,8 +132,10 @@ def simt_matmul(ctx, e, kname: str, epilogue=None, prefix: str = "", first_lines
 
 
 def conv2d_call(ctx, e, kname, params, epilogue: str, prefix: str = "") -> Kernel:
-    """The direct conv2d kernel, after the CUTLASS sm90a convolution of conv.py where it applies."""
-    from .conv import cutlass_conv
+    """The direct conv2d kernel, after the CUTLASS convolution where it applies: conv.py's sm90a
+    one, or conv_sm80.py's CUTLASS 2.x one on sm_8x."""
+    from . import conv, conv_sm80, gemm_sm80
+    cutlass_conv = conv_sm80.cutlass_conv if gemm_sm80.supports(ctx.dialect.arch) else conv.cutlass_conv
     definition, first = _cutlass_first(ctx, e, kname, cutlass=cutlass_conv)
     x, w = e.invars[:2]
     N, H, W, C = map(ctx.dim, x.aval.shape)

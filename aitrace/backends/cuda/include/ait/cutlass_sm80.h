@@ -79,3 +79,118 @@ inline bool aligned(const void* p, int64_t elements, int64_t ld, int64_t batch_s
 }
 
 }  // namespace ait_cuda_gemm
+
+// ---- CUTLASS 2.x sm80 implicit-GEMM convolution with an epilogue visitor tree (conv_sm80.py) ----
+// CUTLASS 4.2 has no visitor-epilogue conv kernel (its ImplicitGemmConvolution calls the classic
+// epilogue with C/D iterators), so this one runs DefaultConv2dFprop's main loop (the im2col
+// iterators and the multistage mma) and then EpilogueWithVisitorCallbacks over the output seen as
+// an [N*P*Q, O] matrix: the same visitor trees as the GEMMs.
+#include <cutlass/device_kernel.h>
+#include <cutlass/conv/conv2d_problem_size.h>
+#include <cutlass/conv/kernel/default_conv2d_fprop.h>
+#include <cutlass/epilogue/threadblock/epilogue_with_visitor_callbacks.h>
+
+namespace ait_cuda_conv {
+
+template <class Mma_, class Epilogue_, class ThreadblockSwizzle_>
+struct Conv2dFpropWithVisitor {
+  using Mma = Mma_;
+  using Epilogue = Epilogue_;
+  using ThreadblockSwizzle = ThreadblockSwizzle_;
+  using FusionCallbacks = typename Epilogue::FusionCallbacks;
+  using ElementA = typename Mma::IteratorA::Element;
+  using ElementB = typename Mma::IteratorB::Element;
+  static constexpr cutlass::conv::Operator kOp = cutlass::conv::Operator::kFprop;
+  static constexpr int kThreadCount = 32 * Mma::WarpCount::kCount;
+
+  struct Params {
+    cutlass::conv::Conv2dProblemSize problem_size;
+    cutlass::gemm::GemmCoord grid_tiled_shape;
+    int swizzle_log_tile;
+    int gemm_k_iterations;
+    int gemm_k_iterations_per_channel;
+    typename Mma::IteratorA::Params iterator_A;
+    ElementA const* ptr_A;
+    typename Mma::IteratorB::Params iterator_B;
+    ElementB const* ptr_B;
+    typename FusionCallbacks::Params output_op;
+    cute::Shape<int32_t, int32_t, int32_t> problem_shape;  // (M = N*P*Q, N = O, L = 1)
+  };
+
+  union SharedStorage {
+    typename Mma::SharedStorage main_loop;
+    typename Epilogue::SharedStorage epilogue;
+  };
+
+  // activation and filter are packed NHWC / OHWI (KRSC) tensors
+  static Params make_params(cutlass::conv::Conv2dProblemSize const& p, void const* activation, void const* filter,
+                            typename FusionCallbacks::Arguments const& callbacks) {
+    Params params;
+    cutlass::gemm::GemmCoord gemm = cutlass::conv::implicit_gemm_problem_size(kOp, p);
+    params.problem_size = p;
+    ThreadblockSwizzle swizzle;
+    params.grid_tiled_shape = swizzle.get_tiled_shape(gemm, {Mma::Shape::kM, Mma::Shape::kN, Mma::Shape::kK}, 1);
+    params.swizzle_log_tile = swizzle.get_log_tile(params.grid_tiled_shape);
+    params.gemm_k_iterations = cutlass::conv::implicit_gemm_k_iterations(
+        kOp, Mma::Shape::kK, p, Mma::IteratorA::kIteratorAlgorithm, cutlass::conv::GroupMode::kNone, Mma::Shape::kN);
+    params.gemm_k_iterations_per_channel = cutlass::conv::implicit_gemm_k_iterations_per_channel(
+        kOp, p, Mma::IteratorA::kIteratorAlgorithm);
+    params.iterator_A = Mma::IteratorA::getParams(p, cutlass::layout::TensorNHWC::packed({p.N, p.H, p.W, p.C}));
+    params.ptr_A = static_cast<ElementA const*>(activation);
+    params.iterator_B = typename Mma::IteratorB::Params(p, cutlass::layout::TensorNHWC::packed({p.K, p.R, p.S, p.C}));
+    params.ptr_B = static_cast<ElementB const*>(filter);
+    params.output_op = FusionCallbacks::to_underlying_arguments(gemm, callbacks, nullptr);
+    params.problem_shape = cute::make_shape(gemm.m(), gemm.n(), 1);
+    return params;
+  }
+
+  // Whether the iterators take the problem (channel alignment, the optimized iterators' limits),
+  // 32-bit offsets suffice and the grid fits.
+  static bool can_implement(Params const& params) {
+    auto const& p = params.problem_size;
+    if (Mma::IteratorA::can_implement(p) != cutlass::Status::kSuccess ||
+        Mma::IteratorB::can_implement(p) != cutlass::Status::kSuccess)
+      return false;
+    if (p.activation_size() * sizeof(ElementA) >= (1ull << 31) || p.filter_size() * sizeof(ElementB) >= (1ull << 31) ||
+        p.output_size() * 4 >= (1ull << 31))
+      return false;
+    dim3 grid = ThreadblockSwizzle().get_grid_shape(params.grid_tiled_shape);
+    return grid.y < 65536 && grid.z < 65536;
+  }
+
+  static cudaError_t run(Params const& params, cudaStream_t stream) {
+    constexpr int smem = int(sizeof(SharedStorage));
+    if (smem >= (48 << 10)) {
+      cudaError_t err = cudaFuncSetAttribute(cutlass::Kernel<Conv2dFpropWithVisitor>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+      if (err != cudaSuccess) return err;
+    }
+    dim3 grid = ThreadblockSwizzle().get_grid_shape(params.grid_tiled_shape);
+    cutlass::Kernel<Conv2dFpropWithVisitor><<<grid, kThreadCount, smem, stream>>>(params);
+    return cudaGetLastError();
+  }
+
+  CUTLASS_DEVICE void operator()(Params const& params, SharedStorage& shared_storage) {
+    ThreadblockSwizzle swizzle;
+    cutlass::gemm::GemmCoord tile = swizzle.get_tile_offset(params.swizzle_log_tile);
+    if (params.grid_tiled_shape.m() <= tile.m() || params.grid_tiled_shape.n() <= tile.n()) return;
+    int thread_idx = threadIdx.x;
+    int warp_idx = cutlass::canonical_warp_idx_sync();
+    int lane_idx = threadIdx.x % 32;
+    typename Mma::IteratorA iterator_A(params.iterator_A, params.problem_size, params.ptr_A, thread_idx,
+                                       cutlass::MatrixCoord(tile.m() * Mma::Shape::kM, 0));
+    typename Mma::IteratorB iterator_B(params.iterator_B, params.problem_size, params.ptr_B, thread_idx,
+                                       cutlass::MatrixCoord(0, tile.n() * Mma::Shape::kN));
+    Mma mma(shared_storage.main_loop, thread_idx, warp_idx, lane_idx);
+    typename Mma::FragmentC accumulators;
+    accumulators.clear();
+    mma(params.gemm_k_iterations, accumulators, iterator_A, iterator_B, accumulators,
+        params.gemm_k_iterations_per_channel);
+    // the main loop's shared memory is reused by the epilogue (a union): wait for every warp
+    __syncthreads();
+    Epilogue epilogue(params.output_op, shared_storage.epilogue, thread_idx, warp_idx, lane_idx);
+    epilogue(accumulators, tile, params.problem_shape, thread_idx);
+  }
+};
+
+}  // namespace ait_cuda_conv

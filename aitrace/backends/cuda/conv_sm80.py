@@ -1,0 +1,92 @@
+"""CUTLASS 2.x sm80 implicit-GEMM convolutions (optimized im2col iterators, mma.sync, cp.async
+multistage) for `conv2d` and `fused_gemm[base=conv2d]` on Ampere and Ada (gemm_sm80.ARCHS; the
+compute_80 PTX also runs on Hopper), fprop, NHWC, groups 1, with the fused epilogue as the sm80
+epilogue visitor tree of gemm_sm80.py.
+
+    conv_kernel(name, eqn, config=None) -> conv.ConvKernel
+
+The contract (launch parameters, `launch_dims`, `unsupported_reason`, cudaErrorInvalidValue where
+the sizes are refused at run time so that the direct kernel runs) is conv.py's. CUTLASS 4.2 has
+no conv kernel taking a visitor epilogue, so ait/cutlass_sm80.h's Conv2dFpropWithVisitor runs
+DefaultConv2dFprop's main loop and then EpilogueWithVisitorCallbacks over the output as an
+[N*P*Q, O] matrix: any epilogue the GEMMs take (bias, activations, residuals...) fuses here too.
+Every y-shaped extra operand is a VisitorAuxLoad (rows = pixels, row stride ld_x<j>).
+"""
+from __future__ import annotations
+
+import hashlib
+
+from ...core import dtypes
+from . import gemm_sm80
+from .conv import ConvKernel, launch_dims, unsupported_reason
+from .gemm import CUTLASS_TYPES, Operand, _env, _identity_epilogue, operand_kind
+from .gemm_sm80 import Sm80Config, _check, _Sm80EVT
+
+# 128x128 tiles as the GEMMs' default; 128x64 where O <= 64 (half a 128-wide tile would be padding)
+CONFIGS = (Sm80Config((128, 128, 32), (64, 64, 32), 4), Sm80Config((128, 64, 32), (64, 32, 32), 4))
+
+
+def default_config(out_channels) -> Sm80Config:
+    return CONFIGS[1] if isinstance(out_channels, int) and out_channels <= 64 else CONFIGS[0]
+
+
+def conv_kernel(name: str, eqn, config: Sm80Config | None = None) -> ConvKernel:
+    """The CUTLASS 2.x convolution and its host launch function `name` for a conv2d or
+    fused_gemm[base=conv2d] eqn."""
+    why = unsupported_reason(eqn)
+    if why is not None:
+        raise NotImplementedError(f"cuda conv (sm80): {why}")
+    x, w = eqn.invars[:2]
+    (out,) = eqn.outvars
+    config = config or default_config(w.aval.shape[0])
+    if any(t % wt for t, wt in zip(config.tile, config.warp)):
+        raise ValueError(f"warp tile {config.warp} does not divide the CTA tile {config.tile}")
+    tx, td = x.aval.dtype, out.aval.dtype
+    graph = eqn.params["epilogue"] if eqn.prim.name == "fused_gemm" else _identity_epilogue(out)
+    operands = []
+    for j, v in enumerate(graph.invars[1:]):
+        kind = operand_kind(v, out.aval.shape)
+        node = {"row": "RowBroadcast", "scalar": "ScalarBroadcast", "full": "AuxLoad"}[kind]
+        operands.append(Operand(j, kind, v.aval.dtype, node))
+    evt = _Sm80EVT(graph, operands)
+    root, evt_args, evt_desc = evt.build()
+    full = [o.index for o in operands if o.kind == "full"]
+
+    params = ["const void* activation", "const void* filter", *[f"const void* x{o.index}" for o in operands],
+              "void* D", *[f"int {d}" for d in ("N", "H", "W", "C", "O", "KH", "KW", "P", "Q", "pad_top",
+                                                  "pad_bottom", "pad_left", "pad_right", "stride_h", "stride_w",
+                                                  "dilation_h", "dilation_w")],
+              "int64_t ldd", *[f"int64_t ld_x{j}" for j in full],
+              "cudaStream_t stream", "void* workspace", "size_t workspace_bytes"]
+    s = dtypes.short_name
+    summary = f"conv2d fprop {s(tx)}[N,H,W,C] * {s(tx)}[O,KH,KW,C] -> {s(td)}[N,P,Q,O]"
+    checks = [_check(o).replace(f"batch_stride_x{o.index}", "0") for o in operands if o.kind != "scalar"]
+    definition = _env().get_template("conv_sm80.cu.j2").render(
+        name=name, ns=f"{name}_cutlass", summary=summary, config=config, epilogue_desc=evt_desc,
+        element_a=CUTLASS_TYPES[tx], element_b=CUTLASS_TYPES[w.aval.dtype], element_d=CUTLASS_TYPES[td],
+        align_ab=16 // tx.itemsize, align_d=16 // td.itemsize,
+        functors=evt.functors, node_decls=list(evt.leaf_types.values()) + evt.decls, root=root,
+        evt_args=evt_args, checks=checks, full_operands=full, params=params)
+    return ConvKernel(name, definition, params, operands, config, evt_desc,
+                      info=dict(summary=summary, nodes=len(evt.decls), functors=len(evt.functors)))
+
+
+def cutlass_conv(ctx, e, kname=None):
+    """(shared definition, launch expression) of the CUTLASS 2.x convolution for e in a lowering
+    context, or None where it does not apply (not an sm_8x target, no CUTLASS headers,
+    unsupported_reason). Identical kernels are defined once per model."""
+    from ...passes.fuse_memory import rows_uniform
+    from .gemm import cutlass_include_dir
+    if not gemm_sm80.supports(ctx.dialect.arch) or cutlass_include_dir() is None:
+        return None
+    if unsupported_reason(e) is not None:
+        return None
+    y = e.outvars[0]
+    probe = conv_kernel("k", e)
+    name = "cutlass_conv_sm80_" + hashlib.sha256(probe.definition.encode()).hexdigest()[:12]
+    defined = ctx.__dict__.setdefault("cutlass_defined", set())
+    definition = "" if name in defined else conv_kernel(name, e, probe.config).definition + "\n"
+    defined.add(name)
+    ptrs = [ctx.name(v) for v in e.invars] + [ctx.name(y)]
+    dims = launch_dims(e, rows_uniform(y.aval.shape, ctx.strides(y)))
+    return definition, f"{name}({', '.join(ptrs + [ctx.dim(d) for d in dims] + ['stream', 'nullptr', '0'])})"
