@@ -183,17 +183,23 @@ def cutlass_conv(ctx, e, kname=None):
     """(shared definition, launch expression) of the CUTLASS convolution for e in a lowering
     context, or None where it does not apply (not sm_90a, no CUTLASS headers, unsupported_reason).
     Identical kernels (same dtypes, epilogue structure, tile) are defined once per model."""
-    from ...passes.fuse_memory import rows_uniform
     from .gemm import cutlass_include_dir, cutlass_util_include_dir
     if ctx.dialect.arch != "sm_90a" or cutlass_include_dir() is None or cutlass_util_include_dir() is None:
         return None
     if unsupported_reason(e) is not None:
         return None
+    return define_conv(ctx, e, conv_kernel, "cutlass_conv_")
+
+
+def define_conv(ctx, e, make_kernel, prefix: str):
+    """(definition, launch expression) of the kernel `make_kernel(name, e, config)` builds for e,
+    named by its text's hash; the definition is empty where the model already has it."""
+    from ...passes.fuse_memory import rows_uniform
     y = e.outvars[0]
-    probe = conv_kernel("k", e)
-    name = "cutlass_conv_" + hashlib.sha256(probe.definition.encode()).hexdigest()[:12]
+    probe = make_kernel("k", e)
+    name = prefix + hashlib.sha256(probe.definition.encode()).hexdigest()[:12]
     defined = ctx.__dict__.setdefault("cutlass_defined", set())
-    definition = "" if name in defined else conv_kernel(name, e, probe.config).definition + "\n"
+    definition = "" if name in defined else make_kernel(name, e, probe.config).definition + "\n"
     defined.add(name)
     ptrs = [ctx.name(v) for v in e.invars] + [ctx.name(y)]
     dims = launch_dims(e, rows_uniform(y.aval.shape, ctx.strides(y)))

@@ -14,11 +14,9 @@ Every y-shaped extra operand is a VisitorAuxLoad (rows = pixels, row stride ld_x
 """
 from __future__ import annotations
 
-import hashlib
-
 from ...core import dtypes
 from . import gemm_sm80
-from .conv import ConvKernel, launch_dims, unsupported_reason
+from .conv import ConvKernel, unsupported_reason
 from .gemm import CUTLASS_TYPES, Operand, _env, _identity_epilogue, operand_kind
 from .gemm_sm80 import Sm80Config, _check, _Sm80EVT
 
@@ -75,18 +73,10 @@ def cutlass_conv(ctx, e, kname=None):
     """(shared definition, launch expression) of the CUTLASS 2.x convolution for e in a lowering
     context, or None where it does not apply (not an sm_8x target, no CUTLASS headers,
     unsupported_reason). Identical kernels are defined once per model."""
-    from ...passes.fuse_memory import rows_uniform
+    from .conv import define_conv
     from .gemm import cutlass_include_dir
     if not gemm_sm80.supports(ctx.dialect.arch) or cutlass_include_dir() is None:
         return None
     if unsupported_reason(e) is not None:
         return None
-    y = e.outvars[0]
-    probe = conv_kernel("k", e)
-    name = "cutlass_conv_sm80_" + hashlib.sha256(probe.definition.encode()).hexdigest()[:12]
-    defined = ctx.__dict__.setdefault("cutlass_defined", set())
-    definition = "" if name in defined else conv_kernel(name, e, probe.config).definition + "\n"
-    defined.add(name)
-    ptrs = [ctx.name(v) for v in e.invars] + [ctx.name(y)]
-    dims = launch_dims(e, rows_uniform(y.aval.shape, ctx.strides(y)))
-    return definition, f"{name}({', '.join(ptrs + [ctx.dim(d) for d in dims] + ['stream', 'nullptr', '0'])})"
+    return define_conv(ctx, e, conv_kernel, "cutlass_conv_sm80_")
