@@ -16,17 +16,12 @@ from hypothesis import strategies as st
 import aitrace as ait
 from aitrace.backends.cuda import conv as cc
 from aitrace.backends.cuda import gemm as cg
+from conv_cases import conv_weights, random_convs
 
 S = ait.ShapeDtype
 f16, bf16 = ait.float16, ait.bfloat16
 has_cutlass = cg.cutlass_include_dir() is not None and cg.cutlass_util_include_dir() is not None
 needs_cutlass = pytest.mark.skipif(not has_cutlass, reason="the CUTLASS headers (nvidia-cutlass) are absent")
-
-
-def _weights(rng, o, kh, kw, c, dtype):
-    """A filter [O, KH, KW, C] and bias [O] keeping outputs ~N(0, 1/4)."""
-    w = (rng.standard_normal((o, kh, kw, c)) * 0.5 / np.sqrt(kh * kw * c)).astype(dtype)
-    return w, (rng.standard_normal(o) * 0.5).astype(dtype)
 
 
 def _eqn(fn, *args):
@@ -36,10 +31,10 @@ def _eqn(fn, *args):
 
 
 rng = np.random.default_rng(0)
-W3, B3 = _weights(rng, 64, 3, 3, 16, f16)           # 3x3, pad 1
-W7, B7 = _weights(rng, 64, 7, 7, 8, f16)            # 7x7/2, C = 3 padded to 8
-W1, B1 = _weights(rng, 64, 1, 1, 64, f16)           # 1x1
-W3S2, B3S2 = _weights(rng, 128, 3, 3, 64, bf16)     # 3x3, stride 2
+W3, B3 = conv_weights(rng, 64, 3, 3, 16, f16)           # 3x3, pad 1
+W7, B7 = conv_weights(rng, 64, 7, 7, 8, f16)            # 7x7/2, C = 3 padded to 8
+W1, B1 = conv_weights(rng, 64, 1, 1, 64, f16)           # 1x1
+W3S2, B3S2 = conv_weights(rng, 128, 3, 3, 64, bf16)     # 3x3, stride 2
 
 
 def model(x, img, xb, r, r2):
@@ -73,7 +68,7 @@ def test_kernel_source_and_evt():
     assert k.params[:3] == ["const void* activation", "const void* filter", "const void* x0"]
     assert "int64_t ldd" in k.params and not any("ld_x" in p for p in k.params)
     # two residuals: C (SrcFetch, ((Q, P, N), C) strides) and an AuxLoad (pixels as rows)
-    w, b = _weights(rng, 128, 3, 3, 64, bf16)
+    w, b = conv_weights(rng, 128, 3, 3, 64, bf16)
     e = _eqn(lambda x, r, r2: ait.conv2d(x, w, b, stride=2, padding=1) + r + r2 * 0.5,
              S((2, 9, 9, 64), bf16), S((2, 5, 5, 128), bf16), S((2, 5, 5, 128), bf16))
     k = cc.conv_kernel("k2", e)
@@ -176,10 +171,10 @@ def _check(fn, *args, dtype, convs):
 @pytest.mark.parametrize("dtype", [f16, bf16])
 def test_model_matches_reference(dtype):
     r = np.random.default_rng(1)
-    w3, b3 = _weights(r, 64, 3, 3, 16, dtype)
-    w3s2, b3s2 = _weights(r, 128, 3, 3, 64, dtype)
-    w1, b1 = _weights(r, 64, 1, 1, 64, dtype)
-    w5, b5 = _weights(r, 32, 5, 5, 64, dtype)
+    w3, b3 = conv_weights(r, 64, 3, 3, 16, dtype)
+    w3s2, b3s2 = conv_weights(r, 128, 3, 3, 64, dtype)
+    w1, b1 = conv_weights(r, 64, 1, 1, 64, dtype)
+    w5, b5 = conv_weights(r, 32, 5, 5, 64, dtype)
 
     def fn(x, res, z):
         y1 = ait.relu(ait.conv2d(x, w3, b3, padding=1))
@@ -207,25 +202,8 @@ CONV_CASES = st.tuples(
 @given(st.sampled_from([f16, bf16]), st.lists(CONV_CASES, min_size=3, max_size=3))
 def test_convs_match_reference(dtype, cases):
     """Three random convs per model (one nvcc build): sizes are run-time arguments of the kernels."""
-    r = np.random.default_rng(len(str(cases)))
-    args, convs = [], []
-    for n, h, w, c, o, (kh, kw), stride, pad, dilation, epilogue in cases:
-        h, w = max(h, (kh - 1) * dilation + 1 - 2 * pad), max(w, (kw - 1) * dilation + 1 - 2 * pad)
-        wt, b = _weights(r, o, kh, kw, c, dtype)
-        p = (h + 2 * pad - (kh - 1) * dilation - 1) // stride + 1
-        q = (w + 2 * pad - (kw - 1) * dilation - 1) // stride + 1
-        convs.append((len(args), wt, b if epilogue != "none" else None, stride, pad, dilation, epilogue))
-        args.append(r.standard_normal((n, h, w, c)).astype(dtype))
-        if epilogue == "residual":
-            args.append((r.standard_normal((n, p, q, o)) * 0.5).astype(dtype))
-
-    def fn(*xs):
-        outs = []
-        for i, wt, b, stride, pad, dilation, epilogue in convs:
-            y = ait.conv2d(xs[i], wt, b, stride=stride, padding=pad, dilation=dilation)
-            outs.append(y if epilogue == "none" else ait.relu(y + xs[i + 1] if epilogue == "residual" else y))
-        return tuple(outs)
-    _check(fn, *args, dtype=dtype, convs=len(convs))
+    fn, args = random_convs(cases, dtype)
+    _check(fn, *args, dtype=dtype, convs=len(cases))
 
 
 @pytest.mark.cuda
@@ -234,7 +212,7 @@ def test_cutlass_kernel_runs_on_the_gpu():
     torch = pytest.importorskip("torch")
     from test_cuda_backend import cuda_array
     r = np.random.default_rng(2)
-    w, b = _weights(r, 64, 3, 3, 32, f16)
+    w, b = conv_weights(r, 64, 3, 3, 32, f16)
     f = ait.jit(lambda x: ait.relu(ait.conv2d(x, w, b, padding=1)), backend="cuda")
     x = cuda_array(r.standard_normal((2, 16, 16, 32)).astype(f16))
     f(x)

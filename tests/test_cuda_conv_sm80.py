@@ -15,18 +15,13 @@ import aitrace as ait
 from aitrace.backends.cuda import conv_sm80, nvcc
 from aitrace.backends.cuda.gemm import cutlass_include_dir
 from conftest import assert_close
+from conv_cases import conv_weights, random_convs
 
 S = ait.ShapeDtype
 f16, bf16 = ait.float16, ait.bfloat16
 needs_cutlass = pytest.mark.skipif(cutlass_include_dir() is None, reason="the CUTLASS headers are absent")
 needs_toolchain = pytest.mark.skipif(cutlass_include_dir() is None or nvcc() is None,
                                      reason="needs nvcc and the CUTLASS headers")
-
-
-def _weights(rng, o, kh, kw, c, dtype):
-    """A filter [O, KH, KW, C] and bias [O] keeping outputs ~N(0, 1/4)."""
-    w = (rng.standard_normal((o, kh, kw, c)) * 0.5 / np.sqrt(kh * kw * c)).astype(dtype)
-    return w, (rng.standard_normal(o) * 0.5).astype(dtype)
 
 
 def _eqn(fn, *args):
@@ -36,9 +31,9 @@ def _eqn(fn, *args):
 
 
 rng = np.random.default_rng(0)
-W3, B3 = _weights(rng, 64, 3, 3, 16, f16)           # 3x3, pad 1
-W1 = _weights(rng, 64, 1, 1, 64, f16)[0]            # 1x1
-W3S2, B3S2 = _weights(rng, 128, 3, 3, 64, bf16)     # 3x3, stride 2
+W3, B3 = conv_weights(rng, 64, 3, 3, 16, f16)           # 3x3, pad 1
+W1 = conv_weights(rng, 64, 1, 1, 64, f16)[0]            # 1x1
+W3S2, B3S2 = conv_weights(rng, 128, 3, 3, 64, bf16)     # 3x3, stride 2
 
 
 def model(x, r, xb):
@@ -67,7 +62,7 @@ def test_kernel_source_and_evt():
         assert s in d, s
     assert k.params[:3] == ["const void* activation", "const void* filter", "const void* x0"]
     # a residual and a scaled second one: both AuxLoads, pixels as rows of stride ld_x<j>
-    w, b = _weights(rng, 128, 3, 3, 64, bf16)
+    w, b = conv_weights(rng, 128, 3, 3, 64, bf16)
     e = _eqn(lambda x, r, r2: ait.conv2d(x, w, b, stride=2, padding=1) + r + r2 * 0.5,
              S((2, 9, 9, 64), bf16), S((2, 5, 5, 128), bf16), S((2, 5, 5, 128), bf16))
     k = conv_sm80.conv_kernel("k2", e)
@@ -137,10 +132,10 @@ def _run(fn, args, dtype, convs, cutlass=True):
 @pytest.mark.parametrize("dtype", [f16, bf16])
 def test_model_matches_reference(dtype):
     r = np.random.default_rng(1)
-    w3, b3 = _weights(r, 64, 3, 3, 16, dtype)
-    w3s2, b3s2 = _weights(r, 128, 3, 3, 64, dtype)
-    w1, b1 = _weights(r, 64, 1, 1, 64, dtype)
-    w5, b5 = _weights(r, 32, 5, 5, 64, dtype)
+    w3, b3 = conv_weights(r, 64, 3, 3, 16, dtype)
+    w3s2, b3s2 = conv_weights(r, 128, 3, 3, 64, dtype)
+    w1, b1 = conv_weights(r, 64, 1, 1, 64, dtype)
+    w5, b5 = conv_weights(r, 32, 5, 5, 64, dtype)
 
     def fn(x, res):
         y1 = ait.relu(ait.conv2d(x, w3, b3, padding=1))
@@ -165,25 +160,8 @@ CONV_CASES = st.tuples(
 @given(st.sampled_from([f16, bf16]), st.lists(CONV_CASES, min_size=3, max_size=3))
 def test_convs_match_reference(dtype, cases):
     """Three random convs per model (one nvcc build): sizes are run-time arguments of the kernels."""
-    r = np.random.default_rng(len(str(cases)))
-    args, convs = [], []
-    for n, h, w, c, o, (kh, kw), stride, pad, dilation, epilogue in cases:
-        h, w = max(h, (kh - 1) * dilation + 1 - 2 * pad), max(w, (kw - 1) * dilation + 1 - 2 * pad)
-        wt, b = _weights(r, o, kh, kw, c, dtype)
-        p = (h + 2 * pad - (kh - 1) * dilation - 1) // stride + 1
-        q = (w + 2 * pad - (kw - 1) * dilation - 1) // stride + 1
-        convs.append((len(args), wt, b if epilogue != "none" else None, stride, pad, dilation, epilogue))
-        args.append(r.standard_normal((n, h, w, c)).astype(dtype))
-        if epilogue == "residual":
-            args.append((r.standard_normal((n, p, q, o)) * 0.5).astype(dtype))
-
-    def fn(*xs):
-        outs = []
-        for i, wt, b, stride, pad, dilation, epilogue in convs:
-            y = ait.conv2d(xs[i], wt, b, stride=stride, padding=pad, dilation=dilation)
-            outs.append(y if epilogue == "none" else ait.relu(y + xs[i + 1] if epilogue == "residual" else y))
-        return tuple(outs)
-    _run(fn, args, dtype, convs=len(convs))
+    fn, args = random_convs(cases, dtype)
+    _run(fn, args, dtype, convs=len(cases))
 
 
 @pytest.mark.cuda
