@@ -17,8 +17,8 @@ from __future__ import annotations
 from ...core import dtypes
 from . import gemm_sm80
 from .conv import ConvKernel, unsupported_reason
-from .gemm import CUTLASS_TYPES, Operand, _env, _identity_epilogue, operand_kind
-from .gemm_sm80 import Sm80Config, _check, _Sm80EVT
+from .gemm import CUTLASS_TYPES, _env
+from .gemm_sm80 import Sm80Config, _check, epilogue_evt
 
 # 128x128 tiles as the GEMMs' default; 128x64 where O <= 64 (half a 128-wide tile would be padding)
 CONFIGS = (Sm80Config((128, 128, 32), (64, 64, 32), 4), Sm80Config((128, 64, 32), (64, 32, 32), 4))
@@ -37,17 +37,8 @@ def conv_kernel(name: str, eqn, config: Sm80Config | None = None) -> ConvKernel:
     x, w = eqn.invars[:2]
     (out,) = eqn.outvars
     config = config or default_config(w.aval.shape[0])
-    if any(t % wt for t, wt in zip(config.tile, config.warp)):
-        raise ValueError(f"warp tile {config.warp} does not divide the CTA tile {config.tile}")
     tx, td = x.aval.dtype, out.aval.dtype
-    graph = eqn.params["epilogue"] if eqn.prim.name == "fused_gemm" else _identity_epilogue(out)
-    operands = []
-    for j, v in enumerate(graph.invars[1:]):
-        kind = operand_kind(v, out.aval.shape)
-        node = {"row": "RowBroadcast", "scalar": "ScalarBroadcast", "full": "AuxLoad"}[kind]
-        operands.append(Operand(j, kind, v.aval.dtype, node))
-    evt = _Sm80EVT(graph, operands)
-    root, evt_args, evt_desc = evt.build()
+    operands, evt, (root, evt_args, evt_desc) = epilogue_evt(eqn, config)
     full = [o.index for o in operands if o.kind == "full"]
 
     params = ["const void* activation", "const void* filter", *[f"const void* x{o.index}" for o in operands],

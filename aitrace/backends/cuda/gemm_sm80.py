@@ -109,6 +109,23 @@ def _check(o: Operand) -> str:
     return f"!ait_cuda_gemm::aligned<{t}>(x{o.index}, AlignmentD, 0, 0)"
 
 
+def epilogue_evt(eqn, config) -> tuple:
+    """(operands, the _Sm80EVT, its (root, args, description)) of a fused_gemm's epilogue (a
+    plain store for a bare op), after checking that config's warp tile divides its CTA tile.
+    Every y-shaped extra operand is an aux load. Shared by the sm80 GEMMs and convolutions."""
+    if any(t % w for t, w in zip(config.tile, config.warp)):
+        raise ValueError(f"warp tile {config.warp} does not divide the CTA tile {config.tile}")
+    (out,) = eqn.outvars
+    graph = eqn.params["epilogue"] if eqn.prim.name == "fused_gemm" else _identity_epilogue(out)
+    operands = []
+    for j, v in enumerate(graph.invars[1:]):
+        kind = operand_kind(v, out.aval.shape)
+        node = {"row": "RowBroadcast", "scalar": "ScalarBroadcast", "full": "AuxLoad"}[kind]
+        operands.append(Operand(j, kind, v.aval.dtype, node))
+    evt = _Sm80EVT(graph, operands)
+    return operands, evt, evt.build()
+
+
 def gemm_kernel(name: str, eqn, config: Sm80Config | None = None, b_major: str = "n") -> GemmKernel:
     """The CUTLASS 2.x kernel and its host launch function `name` for a matmul or fused_gemm eqn.
     b_major as in gemm.gemm_kernel: "n" B [K, N] (N contiguous), "k" B^T [N, K] (K contiguous)."""
@@ -118,19 +135,10 @@ def gemm_kernel(name: str, eqn, config: Sm80Config | None = None, b_major: str =
         raise NotImplementedError(f"cuda gemm (sm80): {why}")
     if b_major not in ("n", "k"):
         raise ValueError(f"b_major must be 'n' or 'k', got {b_major!r}")
-    if any(t % w for t, w in zip(config.tile, config.warp)):
-        raise ValueError(f"warp tile {config.warp} does not divide the CTA tile {config.tile}")
     a, b = eqn.invars[:2]
     (out,) = eqn.outvars
     ta, td = a.aval.dtype, out.aval.dtype
-    graph = eqn.params["epilogue"] if eqn.prim.name == "fused_gemm" else _identity_epilogue(out)
-    operands = []
-    for j, v in enumerate(graph.invars[1:]):
-        kind = operand_kind(v, out.aval.shape)
-        node = {"row": "RowBroadcast", "scalar": "ScalarBroadcast", "full": "AuxLoad"}[kind]
-        operands.append(Operand(j, kind, v.aval.dtype, node))
-    evt = _Sm80EVT(graph, operands)
-    root, evt_args, evt_desc = evt.build()
+    operands, evt, (root, evt_args, evt_desc) = epilogue_evt(eqn, config)
 
     params = ["const void* A", "const void* B", *[f"const void* x{o.index}" for o in operands], "void* D",
               "int M", "int N", "int K", "int batch", "int64_t lda", "int64_t ldb", "int64_t ldd",
