@@ -142,9 +142,9 @@ class CudaBackend(Backend):
         headers = "".join(p.read_text() for d in INCLUDES for p in sorted(d.rglob("*.*h")))  # .h and .cuh
         key = cache.key_of(source.text, nvcc_identity(cc), " ".join(fl), cache.key_of(headers))
         n = len(source.info.get("kernels", ()))
+        main, units = split_units(source.text)
 
         def compile_(out: Path):
-            main, units = split_units(source.text)
             if not units:
                 return _nvcc(cc, [*fl, str(_write(out.with_suffix(".cu"), main))], out)
             # the CUTLASS kernels (most of the nvcc time) compile in parallel, then one link
@@ -158,8 +158,7 @@ class CudaBackend(Backend):
             finally:
                 for o in objs:
                     o.unlink(missing_ok=True)
-        units = len(split_units(source.text)[1])
-        how = f" ({units + 1} translation units in parallel)" if units else ""
+        how = f" ({len(units) + 1} translation units in parallel)" if units else ""
         with progress(f"compiling {n} kernels for {source.info['arch']} with nvcc{how}"):
             return cache.cached_build("cuda", key, compile_, files={"model.cu": source.text})
 
