@@ -36,6 +36,8 @@ class Ctx:
         self.symbols = sorted({s for v in graph.invars for s in shapes.symbols(v.aval.shape)}, key=str)
         self.includes: set[str] = set()
         self.views: dict = {}   # Var -> fuse_memory.View, set by generate
+        self.prepared: list[str] = []   # create-time expressions, see prepare()
+        self.dropped: set = set()       # indices of constants read only in a prepared form
 
     def view(self, atom) -> View:
         return self.views.get(atom) or View(atom, 0, contiguous_strides(atom.aval.shape))
@@ -68,6 +70,22 @@ class Ctx:
         return "".join(f"  const int64_t {dim_expr(s)} = dims[{i}]; (void){dim_expr(s)};\n"
                        for i, s in enumerate(self.symbols))
 
+    def const_root(self, atom):
+        """(index among the constants, element offset) where atom is a constant or a view of
+        one, else None."""
+        v = self.view(atom)
+        if v.root in self.graph.constvars:
+            return self.graph.constvars.index(v.root), v.offset
+        return None
+
+    def prepare(self, expr: str) -> str:
+        """Register a derived constant computed once at create: `expr` is a C++ expression of
+        `m->consts` (the constants' pointers, a std::vector<void*>) giving a std::malloc'ed
+        buffer the model owns. Returns the C expression of that buffer in the run function,
+        `prepared[i]` (a kernel that calls others passes its `void* const* prepared` on)."""
+        self.prepared.append(expr)
+        return f"prepared[{len(self.prepared) - 1}]"
+
     def render(self, template: str, **kw) -> str:
         return self.env.get_template(template).render(ctx=self, **kw)
 
@@ -77,9 +95,9 @@ class Ctx:
         ps += [f"{self.storage(v)}* __restrict {self.name(v)}" for v in e.outvars]
         return f"static void {kname}({', '.join(ps + ([extra_params] if extra_params else []) + self.dialect.host_params)})"
 
-    def call(self, kname: str, e: Eqn) -> str:
+    def call(self, kname: str, e: Eqn, extra_args: str = "") -> str:
         args = [self.name(a) for a in unique_vars(e.invars)] + [self.name(v) for v in e.outvars]
-        return f"{kname}({', '.join(args + self.dialect.host_args)});"
+        return f"{kname}({', '.join(args + ([extra_args] if extra_args else []) + self.dialect.host_args)});"
 
 
 def _input_checks(ctx: Ctx) -> list[str]:
@@ -137,6 +155,7 @@ def generate(graph: Graph, backend: str, env: jinja2.Environment, dialect: Diale
     plan = plan_memory(graph, root=mv.root())
     table = LOWERINGS.get(backend, {})
     pointers, views, kernels, copies = [], [], [], []
+    droppable, kept = set(), set()
     for i, v in enumerate(graph.invars):
         pointers.append(f"const {ctx.storage(v)}* {ctx.name(v)} = ait::tensor_data<const {ctx.storage(v)}>(in[{i}]);")
     for i, v in enumerate(graph.constvars):
@@ -170,14 +189,25 @@ def generate(graph: Graph, backend: str, env: jinja2.Environment, dialect: Diale
         k.comment = k.comment or ctx.eqn_text(e)
         ctx.includes.update(k.includes)
         kernels.append(k)
+        for a in e.invars:  # constants read at run time (not only in a form prepared at create)
+            root = ctx.const_root(a)
+            if root is not None:
+                (droppable if root[0] in k.info.get("reads_only_prepared", ()) else kept).add(root[0])
+    for v in graph.outvars:
+        root = ctx.const_root(v)
+        if root is not None:
+            kept.add(root[0])
+    ctx.dropped = droppable - kept
     pointers += views
     text = ctx.render(model_template, backend=backend, **template_args, graph_text=ctx.graph_text, kernels=kernels,
                       includes=sorted(ctx.includes), inputs=graph.invars, outputs=graph.outvars,
                       checks=_input_checks(ctx), dim_values=[dim_expr(s) for s in ctx.symbols],
                       arena_bytes=dim_expr(plan.arena_bytes), pointers=pointers, copies=copies,
-                      const_bytes=[str(np.asarray(c).nbytes) for c in graph.consts])
+                      const_bytes=[str(np.asarray(c).nbytes) for c in graph.consts],
+                      prepared=ctx.prepared, dropped=sorted(ctx.dropped))
     return Source(graph, text, info={"arena_bytes": plan.arena_bytes, "plan": plan, "views": mv,
-                                     "kernels": [k.name for k in kernels]})
+                                     "kernels": [k.name for k in kernels],
+                                     "kernel_eqns": [k.comment for k in kernels]})
 
 
 def literal(ctx: Ctx, lit: Literal) -> str:

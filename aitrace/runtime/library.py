@@ -32,6 +32,7 @@ int ait_run(void* ctx, const DLTensor* inputs, int64_t n_in, DLTensor* outputs, 
             void* stream);
 void ait_context_destroy(void* ctx);
 void ait_destroy(void* model);
+int64_t ait_kernel_times(int64_t* ns, int64_t n);   /* only in libraries built with kernel timing */
 """)
 ABI_VERSION = 1
 
@@ -71,8 +72,9 @@ class _Run:
 
 class Library:
     def __init__(self, path: str, consts, in_avals: list[ShapeDtype], out_avals: list[ShapeDtype],
-                 device_type: int = dlpack.DL_CPU):
+                 device_type: int = dlpack.DL_CPU, kernel_names=None):
         self.path, self.in_avals, self.out_avals = str(path), in_avals, out_avals
+        self.kernel_names = list(kernel_names or ())
         self.device_type = device_type
         self.lib = ffi.dlopen(self.path)
         if self.lib.ait_abi_version() != ABI_VERSION:
@@ -100,6 +102,21 @@ class Library:
     def _check(self, rc: int, what: str):
         if rc != 0:
             raise LibraryError(f"{what} failed: {ffi.string(self.lib.ait_last_error()).decode()}")
+
+    def kernel_times(self) -> list[tuple[str, float]]:
+        """(kernel, milliseconds) per kernel in call order, summed over the calls since the last
+        read, which resets them. Needs a library built with kernel timing
+        (AITRACE_KERNEL_TIMES=1, or `kernel_times=True` among jit's options)."""
+        try:
+            read = self.lib.ait_kernel_times
+        except AttributeError:
+            raise RuntimeError(f"{self.path} was built without kernel timing: set AITRACE_KERNEL_TIMES=1 "
+                               "(or pass kernel_times=True to ait.jit)") from None
+        n = read(ffi.NULL, 0)
+        ns = ffi.new("int64_t[]", max(n, 1))
+        read(ns, n)
+        names = self.kernel_names if len(self.kernel_names) == n else [f"kernel {i}" for i in range(n)]
+        return [(name, ns[i] / 1e6) for i, name in enumerate(names)]
 
     def _context(self):
         try:

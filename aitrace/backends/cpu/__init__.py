@@ -110,8 +110,12 @@ class CpuBackend(Backend):
     def is_available(cls) -> bool:
         return shutil.which(compiler()) is not None
 
-    def lower(self, graph, memory_fusion: bool = True, **options) -> Source:
-        return generate(graph, "cpu", TEMPLATES, memory_fusion=memory_fusion)
+    def lower(self, graph, memory_fusion: bool = True, kernel_times: bool | None = None, **options) -> Source:
+        """kernel_times (default: AITRACE_KERNEL_TIMES=1): time every kernel call, read back by
+        the library's `kernel_times()`."""
+        if kernel_times is None:
+            kernel_times = os.environ.get("AITRACE_KERNEL_TIMES") == "1"
+        return generate(graph, "cpu", TEMPLATES, memory_fusion=memory_fusion, kernel_times=kernel_times)
 
     def build(self, source: Source) -> Path:
         cxx, fl = compiler(), flags()
@@ -127,4 +131,5 @@ class CpuBackend(Backend):
 
     def load(self, source: Source, path) -> Library:
         g = source.graph
-        return Library(path, g.consts, [v.aval for v in g.invars], [v.aval for v in g.outvars])
+        return Library(path, g.consts, [v.aval for v in g.invars], [v.aval for v in g.outvars],
+                       kernel_names=source.info.get("kernels"))

@@ -44,13 +44,40 @@ def lower_fused_gemm(ctx, e, kname: str) -> Kernel:
     return k
 
 
+# ait::gemm streams B itself (no packing) when M or N is at most this (gemm.h's kThin)
+THIN = 4
+
+
+def packable_b(ctx, e, launch) -> bool:
+    """B is one constant matrix for the whole call (a constant or a view of one, the same for
+    every batch entry, static K and N): it can be packed once at create."""
+    a, b = e.invars[:2]
+    k, n = a.aval.shape[-1], b.aval.shape[-1]
+    return (dtypes.is_float(e.outvars[0].aval.dtype) and ctx.const_root(b) is not None
+            and isinstance(k, int) and isinstance(n, int) and k > 0 and launch["b_offset"] == "0"
+            and (launch["b_bs"] == "0" or launch["inner_batch"] == "1"))
+
+
 @lowering("cpu", "matmul", reads=gemm_reads, writes=rows_apart)
 def lower_matmul(ctx, e, kname: str, epilogue=None) -> Kernel:
     a, b = e.invars[:2]
     (c,) = e.outvars
+    launch = gemm_launch(ctx, e)
+    packed = packable_b(ctx, e, launch)
+    info = {}
     definition = ctx.render(
-        "matmul.cpp.j2", signature=ctx.signature(kname, e), **gemm_launch(ctx, e),
+        "matmul.cpp.j2", signature=ctx.signature(kname, e, "const void* packed_b" if packed else ""), **launch,
         ta=ctx.storage(a), tb=ctx.storage(b), tc=ctx.storage(c), a=ctx.name(a), b=ctx.name(b),
-        c=ctx.name(c), integer=not dtypes.is_float(c.aval.dtype),
+        c=ctx.name(c), integer=not dtypes.is_float(c.aval.dtype), packed=packed,
         epilogue=epilogue("o * inner_batch * M", "M") if epilogue else f"ait::StoreEpilogue<{ctx.storage(c)}>{{c, M * ldc, ldc}}")
-    return Kernel(kname, definition, ctx.call(kname, e), includes=("ait/precompiled.h",))
+    extra = ""
+    if packed:
+        index, offset = ctx.const_root(b)
+        definition = ctx.render("pack_b.cpp.j2", kname=kname, tb=ctx.storage(b), index=index,
+                                offset=ctx.dim(offset), K=launch["K"], N=launch["N"],
+                                b_rs=launch["b_rs"], b_cs=launch["b_cs"]) + definition
+        extra = ctx.prepare(f"{kname}_pack_b(m->consts)")
+        m, n = a.aval.shape[-2], b.aval.shape[-1]
+        if isinstance(m, int) and m > THIN and n > THIN:  # never the thin path: B itself is not read
+            info["reads_only_prepared"] = {index}
+    return Kernel(kname, definition, ctx.call(kname, e, extra), includes=("ait/precompiled.h",), info=info)

@@ -426,6 +426,14 @@ static void pack_B(const T* B, int64_t rs, int64_t cs, int64_t kc, int64_t nc, f
   }
 }
 
+AIT_GEMM_INLINE void prefetch_l2(const char* p) {
+#if defined(__GNUC__)
+  __builtin_prefetch(p, 0, 2);
+#else
+  (void)p;
+#endif
+}
+
 // ---------------------------------------------------------------------------------------------
 // Thread-local, grow-only, 64-byte aligned scratch.
 struct Scratch {
@@ -451,18 +459,30 @@ inline ThreadBuffers& thread_buffers() {
   return t;
 }
 
-// One thread's rectangle [m0, m1) x [n0, n1) of output batch `bi`.
+// The depth block gemm_region packs B in for a reduction of K (balanced blocks <= kKC).
+inline int64_t depth_block(int64_t K) { return round_up(ceil_div(K, ceil_div(K, kKC)), 8); }
+
+// B [K, N] packed whole, as gemm_region packs it per call: depth block [pc, pc + kc) at
+// dst + pc * round_up(N, kNR), in micro-panels of kNR columns (kc x kNR floats each, zero-padded).
+template <typename T>
+void pack_B_whole(const T* B, int64_t rs, int64_t cs, int64_t K, int64_t N, float* dst) {
+  const int64_t KC = depth_block(K), np = round_up(N, kNR);
+  for (int64_t pc = 0; pc < K; pc += KC) pack_B<T>(B + pc * rs, rs, cs, std::min(KC, K - pc), N, dst + pc * np);
+}
+
+// One thread's rectangle [m0, m1) x [n0, n1) of output batch `bi`. Bp: B packed whole
+// (pack_B_whole, N columns in all), or null to pack B's blocks here.
 template <typename TA, typename TB, typename Epi>
 void gemm_region(int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K,
                  const TA* A, int64_t ars, int64_t acs, const TB* B, int64_t brs, int64_t bcs,
-                 Epi& epi) {
+                 Epi& epi, const float* Bp, int64_t N) {
   ThreadBuffers& tb = thread_buffers();
   const auto& kern = kernels();
   alignas(64) float tile[kMR * kNR];
 
   // balanced block sizes
   const int64_t nkb = ceil_div(K, kKC);
-  const int64_t KC = round_up(ceil_div(K, nkb), 8);
+  const int64_t KC = depth_block(K), np = round_up(N, kNR);
   // When K needs several depth blocks, partial sums of an MB x NC block live in cbuf
   // (<= AIT_GEMM_CBUF_FLOATS): B is re-packed M/MB times and A N/NC times, so both are kept
   // large (about sqrt(cap) each when the region does not fit at once).
@@ -481,7 +501,7 @@ void gemm_region(int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int
   }
 
   float* apack = tb.a.get(size_t(MC * KC));
-  float* bpack = tb.b.get(size_t(NC * KC));
+  float* bpack = Bp ? nullptr : tb.b.get(size_t(NC * KC));
   float* cbuf = nkb > 1 ? tb.c.get(size_t(std::min(MB, m1 - m0) * NC)) : nullptr;
 
   for (int64_t jc = n0; jc < n1; jc += NC) {
@@ -492,7 +512,8 @@ void gemm_region(int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = std::min(KC, K - pc);
         const bool first = pc == 0, last = pc + kc == K;
-        pack_B<TB>(B + pc * brs + jc * bcs, brs, bcs, kc, nc, bpack);
+        if (Bp) bpack = const_cast<float*>(Bp + pc * np + jc * kc);  // read only
+        else pack_B<TB>(B + pc * brs + jc * bcs, brs, bcs, kc, nc, bpack);
         for (int64_t ic = mb; ic < mbe; ic += MC) {
           const int64_t mc = std::min(MC, mbe - ic);
           pack_A<TA>(A + ic * ars + pc * acs, ars, acs, mc, kc, apack);
@@ -500,8 +521,15 @@ void gemm_region(int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int
             const int64_t nr = std::min<int64_t>(kNR, nc - jr);
             const int nv = int(ceil_div(nr, kW));
             const float* bp = bpack + jr * kc;
+            // B packed ahead of time comes from memory, not from a panel packed just now:
+            // fetch the next micro-panel into L2 while this one computes, a slice per row tile
+            const char* next = Bp && jr + kNR < nc ? reinterpret_cast<const char*>(bp + kNR * kc) : nullptr;
+            const int64_t lines = kc * kNR * int64_t(sizeof(float)) / 64, per = ceil_div(lines, ceil_div(mc, kMR));
             for (int64_t ir = 0; ir < mc; ir += kMR) {
               const int mr = int(std::min<int64_t>(kMR, mc - ir));
+              if (next)
+                for (int64_t l = ir / kMR * per, le = std::min(lines, l + per); l < le; ++l)
+                  prefetch_l2(next + l * 64);
               const float* ap = apack + ir * kc;
               float* cb = cbuf ? cbuf + (ic - mb + ir) * ldc + jr : nullptr;
               if (last) {
@@ -758,14 +786,29 @@ inline void StoreEpilogue<TC>::operator()(int64_t b, int64_t i, int64_t j0, cons
   gemm_detail::store_contig<TC>(C + b * batch_stride + i * ldc + j0, acc, n);
 }
 
+// Floats of B [K, N] packed whole for gemm's `packed_b` (see pack_gemm_b).
+inline int64_t packed_b_floats(int64_t K, int64_t N) {
+  return K * gemm_detail::round_up(N, gemm_detail::kNR);
+}
+// Packs B [K, N] (element strides rs, cs) into dst (packed_b_floats(K, N) floats, 64-byte
+// aligned), once, for a B that many gemm calls share (a model's constant weight).
+template <typename T>
+void pack_gemm_b(const T* B, int64_t rs, int64_t cs, int64_t K, int64_t N, float* dst) {
+  gemm_detail::pack_B_whole<T>(B, rs, cs, K, N, dst);
+}
+
 // C[b][i][j] = epi(sum_k A[b][i][k] * B[b][k][j]) for b < batch (see the top of this file).
+// packed_b: B as pack_gemm_b packed it (one B for every batch entry: b_batch_stride 0 or
+// batch 1), or null; the packed path then reads it instead of packing B (thin problems still
+// read B itself, which must stay valid).
 template <typename TA, typename TB, typename Epi>
 void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
           const TA* A, int64_t a_batch_stride, int64_t a_row_stride, int64_t a_col_stride,
           const TB* B, int64_t b_batch_stride, int64_t b_row_stride, int64_t b_col_stride,
-          Epi epi) {
+          Epi epi, const float* packed_b = nullptr) {
   using namespace gemm_detail;
   if (batch <= 0 || M <= 0 || N <= 0) return;
+  if (b_batch_stride != 0 && batch > 1) packed_b = nullptr;  // one packed B serves one B only
   if (K <= 0) {  // empty reduction: every output is epi(0)
     alignas(64) float zeros[256] = {};
     for (int64_t b = 0; b < batch; ++b)
@@ -798,7 +841,7 @@ void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
     if (m0 >= M || n0 >= N) return;
     gemm_region<TA, TB, Epi>(b, m0, std::min(M, m0 + mstep), n0, std::min(N, n0 + nstep), K,
                              A + b * a_batch_stride, a_row_stride, a_col_stride,
-                             B + b * b_batch_stride, b_row_stride, b_col_stride, epi);
+                             B + b * b_batch_stride, b_row_stride, b_col_stride, epi, packed_b, N);
   };
 #ifdef _OPENMP
   if (nth > 1) {

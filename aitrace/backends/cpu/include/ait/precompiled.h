@@ -30,7 +30,7 @@ struct Erased {
 #define AIT_GEMM(T)                                                                           \
   AIT_EXTERN template void gemm<T, T, Erased>(int64_t, int64_t, int64_t, int64_t, const T*,  \
                                               int64_t, int64_t, int64_t, const T*, int64_t,  \
-                                              int64_t, int64_t, Erased);
+                                              int64_t, int64_t, Erased, const float*);
 #define AIT_CONV(T)                                                                           \
   AIT_EXTERN template void conv2d_nhwc<T, Erased>(const T*, const T*, int64_t, int64_t,      \
       int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, \
@@ -49,13 +49,13 @@ AIT_FOR_FLOAT_TYPES(AIT_GEMM)
 AIT_FOR_FLOAT_TYPES(AIT_CONV)
 AIT_FOR_FLOAT_TYPES(AIT_ATTENTION_ALL)
 
-// GEMM / conv with any epilogue functor, through the precompiled instantiations (conv:
-// const_weight says w is a model constant, see conv2d_nhwc).
+// GEMM / conv with any epilogue functor, through the precompiled instantiations (gemm:
+// packed_b as gemm takes it; conv: const_weight says w is a model constant, see conv2d_nhwc).
 template <typename T, typename Epi>
 inline void gemm_erased(int64_t batch, int64_t M, int64_t N, int64_t K, const T* A, int64_t abs_,
                         int64_t ars, int64_t acs, const T* B, int64_t bbs, int64_t brs,
-                        int64_t bcs, const Epi& epi) {
-  gemm<T, T, Erased>(batch, M, N, K, A, abs_, ars, acs, B, bbs, brs, bcs, Erased::of(epi));
+                        int64_t bcs, const Epi& epi, const float* packed_b = nullptr) {
+  gemm<T, T, Erased>(batch, M, N, K, A, abs_, ars, acs, B, bbs, brs, bcs, Erased::of(epi), packed_b);
 }
 
 template <typename T, typename Epi>

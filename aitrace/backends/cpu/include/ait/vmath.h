@@ -40,9 +40,9 @@ inline float verfc_pos(float z) {
   return t * detail::exp_f32(std::fma(-z, z, p));
 }
 
-// erf: Taylor series to x^15 for |x| < 0.5 (no cancellation near 0), else 1 - erfc(|x|).
-inline float verf(float x) {
-  const float a = std::fabs(x), z = x * x;
+// erf for |x| < 0.5: Taylor series to x^15 (no cancellation near 0).
+inline float verf_small(float x) {
+  const float z = x * x;
   float p = -1.0f / 75600.0f;
   p = std::fma(p, z, 1.0f / 9360.0f);
   p = std::fma(p, z, -1.0f / 1320.0f);
@@ -50,12 +50,21 @@ inline float verf(float x) {
   p = std::fma(p, z, -1.0f / 42.0f);
   p = std::fma(p, z, 1.0f / 10.0f);
   p = std::fma(p, z, -1.0f / 3.0f);
-  const float small = 1.12837916709551257f * std::fma(p * z, x, x);
-  const float big = std::copysign(1.0f - verfc_pos(a), x);
-  return a < 0.5f ? small : big;
+  return 1.12837916709551257f * std::fma(p * z, x, x);
 }
 
-// 1 + erf(x) without cancellation for negative x (exact GELU's tail).
-inline float one_plus_erf(float x) { return x < 0.0f ? verfc_pos(-x) : 1.0f + verf(x); }
+// erf: the series for |x| < 0.5, else 1 - erfc(|x|) with the sign restored.
+inline float verf(float x) {
+  const float a = std::fabs(x);
+  return a < 0.5f ? verf_small(x) : std::copysign(1.0f - verfc_pos(a), x);
+}
+
+// 1 + erf(x) without cancellation for negative x (exact GELU's tail): one erfc(|x|), as
+// erfc(|x|) for x <= -0.5 and 2 - erfc(|x|) for x >= 0.5 (vectorized loops evaluate every
+// branch, so sharing it halves the cost).
+inline float one_plus_erf(float x) {
+  const float a = std::fabs(x), c = verfc_pos(a);
+  return a < 0.5f ? 1.0f + verf_small(x) : (x < 0.0f ? c : 2.0f - c);
+}
 
 }  // namespace ait
