@@ -21,7 +21,7 @@ def run_both(fn, *args):
     return out, ref, f.lower(*args).source
 
 
-@given(m=st.integers(1, 40), k=st.integers(1, 300), n=st.integers(1, 80),
+@given(m=st.integers(1, 40), k=st.integers(1, 450), n=st.integers(1, 300),
        dtype=st.sampled_from(HALF_OR_FLOAT), layout=st.sampled_from(["kn", "nk", "slice"]),
        seed=st.integers(0, 2**16))
 def test_constant_b_is_packed_at_create(m, k, n, dtype, layout, seed):
@@ -42,6 +42,31 @@ def test_constant_b_is_packed_at_create(m, k, n, dtype, layout, seed):
     assert "_pack_b(m->consts)" in src
     assert_close(out, ref, dtype, rtol=3e-2 if dtype != ait.float32 else 1e-4,
                  atol=3e-2 if dtype != ait.float32 else 1e-4)
+
+
+@pytest.mark.parametrize("m,k,n", [(64, 400, 4200), (130, 1000, 70), (29, 8, 4100)])
+def test_packed_b_across_column_and_depth_blocks(m, k, n):
+    """Wider than one column block (NC = 4096), several depth blocks, threads splitting N: every
+    block reads its part of the whole packed B."""
+    rng = np.random.default_rng(m + k + n)
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    out, _, src = run_both(lambda x: x @ w, x)
+    assert "_pack_b(m->consts)" in src
+    assert_close(out, x.astype(np.float64) @ w, rtol=1e-4, atol=1e-3)
+
+
+def test_conv_weight_packed_where_the_gemm_paths_read_it():
+    """1x1 and im2col convs read the weight packed at create; a Winograd conv gets none."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1, 9, 9, 24)).astype(np.float32)
+    w1 = rng.standard_normal((40, 1, 1, 24)).astype(np.float32)      # pointwise
+    w3 = rng.standard_normal((16, 3, 3, 40)).astype(np.float32)      # 3x3 stride 2: im2col
+    w5 = rng.standard_normal((16, 3, 3, 16)).astype(np.float32)      # 3x3 stride 1 on 5x5: few tiles
+    fn = lambda x: ait.conv2d(ait.relu(ait.conv2d(ait.conv2d(x, w1), w3, stride=2, padding=1)), w5, padding=1)  # noqa: E731
+    out, ref, src = run_both(fn, x)
+    assert src.count("_pack_w(m->consts)") == 3 and "conv2d_takes_packed_weight" in src
+    assert_close(out, ref, rtol=1e-4, atol=1e-3)
 
 
 def test_original_weight_is_freed_only_where_nothing_else_reads_it():

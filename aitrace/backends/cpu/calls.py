@@ -9,9 +9,9 @@ from ..lowering import (Kernel, any_view, attention_args, attention_reads, atten
                         legalizer, lowering, rows_apart)
 
 
-def _kernel(ctx, kname, e, lines, header) -> Kernel:
-    definition = ctx.render("call.cpp.j2", signature=ctx.signature(kname, e), lines=lines)
-    return Kernel(kname, definition, ctx.call(kname, e), includes=(f"ait/{header}",))
+def _kernel(ctx, kname, e, lines, header, extra_param="", extra_arg="") -> Kernel:
+    definition = ctx.render("call.cpp.j2", signature=ctx.signature(kname, e, extra_param), lines=lines)
+    return Kernel(kname, definition, ctx.call(kname, e, extra_arg), includes=(f"ait/{header}",))
 
 
 def _split(shape, first: int, last: int, ctx):
@@ -133,9 +133,25 @@ def conv2d_call(ctx, e, kname, params, epilogue: str) -> Kernel:
     # a model constant keeps its address and values while the model lives: its Winograd
     # transform may be cached (ait/winograd.h)
     const_weight = "true" if w in ctx.graph.constvars else "false"
-    return _kernel(ctx, kname, e, [f"ait::conv2d_erased<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(w)}, {N}, {H}, {W}, "
-                                   f"{C}, {O}, {KH}, {KW}, {sh}, {sw}, {pt}, {pb}, {pl}, {pr}, {dh}, {dw}, "
-                                   f"{params['groups']}, {epilogue}, {const_weight});"], "precompiled.h")
+    conv = (f"{N}, {H}, {W}, {C}, {O}, {KH}, {KW}, {sh}, {sw}, {pt}, {pb}, {pl}, {pr}, {dh}, {dw}, "
+            f"{params['groups']}")
+    root = ctx.const_root(w)
+    static = all(isinstance(d, int) for d in (*x.aval.shape, *w.aval.shape))
+    if root is None or params["groups"] != 1 or not static:
+        return _kernel(ctx, kname, e, [f"ait::conv2d_erased<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(w)}, {conv}, "
+                                       f"{epilogue}, {const_weight});"], "precompiled.h")
+    # a constant weight the GEMM paths read is packed once at create (null where the conv
+    # takes another path, see ait::conv2d_takes_packed_weight); the original stays for those
+    oh, ow = e.outvars[0].aval.shape[1:3]
+    pack = ctx.render("pack_conv_weight.cpp.j2", kname=kname, t=ctx.storage(w), index=root[0],
+                      offset=ctx.dim(root[1]), O=O, KH=KH, KW=KW, C=C,
+                      path_args=f"{N}, {C}, {O}, {KH}, {KW}, {oh}, {ow}, {sh}, {sw}, {pt}, {pb}, {pl}, {pr}, {dh}, {dw}, 1")
+    packed = ctx.prepare(f"{kname}_pack_w(m->consts)")
+    k = _kernel(ctx, kname, e, [f"ait::conv2d_erased<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(w)}, {conv}, "
+                                f"{epilogue}, {const_weight}, static_cast<const float*>(packed_w));"], "precompiled.h",
+                "const void* packed_w", packed)
+    k.definition = pack + k.definition
+    return k
 
 
 # ---------------------------------------------------------------- attention

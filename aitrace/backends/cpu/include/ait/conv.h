@@ -239,40 +239,81 @@ void small_channels(const T* x, const float* Bp, int64_t N, int64_t H, int64_t W
 
 }  // namespace conv_detail
 
+// Which path conv2d_nhwc takes (see the top of this file).
+enum class ConvPath { kDepthwise, kPointwise, kWinograd, kFewChannels, kIm2col };
+inline ConvPath conv2d_path(int64_t N, int64_t C, int64_t O, int64_t KH, int64_t KW, int64_t OH,
+                            int64_t OW, int64_t stride_h, int64_t stride_w, int64_t pad_top,
+                            int64_t pad_bottom, int64_t pad_left, int64_t pad_right, int64_t dil_h,
+                            int64_t dil_w, int64_t groups) {
+  const int64_t Kg = KH * KW * (C / groups);
+  if (groups == C && O == C && groups > 1) return ConvPath::kDepthwise;
+  if (KH == 1 && KW == 1 && stride_h == 1 && stride_w == 1 && pad_top == 0 && pad_bottom == 0 &&
+      pad_left == 0 && pad_right == 0)
+    return ConvPath::kPointwise;
+  if (groups == 1 && KH == 3 && KW == 3 && stride_h == 1 && stride_w == 1 && dil_h == 1 &&
+      dil_w == 1 && winograd_fits(N, C, O, OH, OW))
+    return ConvPath::kWinograd;
+  if (groups == 1 && C <= 8 && Kg <= 512) return ConvPath::kFewChannels;
+  return ConvPath::kIm2col;
+}
+
+// Whether a conv of these sizes reads a weight packed by pack_conv_weight (groups 1, through
+// the GEMM: pointwise and im2col paths), so that a model packs its constant weight at create.
+inline bool conv2d_takes_packed_weight(int64_t N, int64_t C, int64_t O, int64_t KH, int64_t KW,
+                                       int64_t OH, int64_t OW, int64_t stride_h, int64_t stride_w,
+                                       int64_t pad_top, int64_t pad_bottom, int64_t pad_left,
+                                       int64_t pad_right, int64_t dil_h, int64_t dil_w, int64_t groups) {
+  const ConvPath p = conv2d_path(N, C, O, KH, KW, OH, OW, stride_h, stride_w, pad_top, pad_bottom,
+                                 pad_left, pad_right, dil_h, dil_w, groups);
+  return groups == 1 && (p == ConvPath::kPointwise || p == ConvPath::kIm2col);
+}
+
+// Floats of a packed [O, KH, KW, C] weight (groups 1): the GEMM's B [KH*KW*C, O].
+inline int64_t packed_conv_weight_floats(int64_t O, int64_t KH, int64_t KW, int64_t C) {
+  return packed_b_floats(KH * KW * C, O);
+}
+template <typename T>
+void pack_conv_weight(const T* w, int64_t O, int64_t KH, int64_t KW, int64_t C, float* dst) {
+  const int64_t Kg = KH * KW * C;
+  pack_gemm_b<T>(w, 1, Kg, Kg, O, dst);  // B[k][j] = w[j][k]
+}
+
 // x: [N, H, W, C], w: [O, KH, KW, C/groups], both T (float, half, bfloat16); requires
 // groups | C, groups | O, strides >= 1, dilations >= 1, pads >= 0. Parallel (OpenMP) inside.
 // const_weight: w is a model constant (its Winograd transform may be cached, see winograd.h).
+// packed_w: w as pack_conv_weight packed it, or null (read where conv2d_takes_packed_weight).
 template <typename T, typename Epi>
 void conv2d_nhwc(const T* x, const T* w,
                  int64_t N, int64_t H, int64_t W, int64_t C,
                  int64_t O, int64_t KH, int64_t KW,
                  int64_t stride_h, int64_t stride_w,
                  int64_t pad_top, int64_t pad_bottom, int64_t pad_left, int64_t pad_right,
-                 int64_t dil_h, int64_t dil_w, int64_t groups, Epi epi, bool const_weight = false) {
+                 int64_t dil_h, int64_t dil_w, int64_t groups, Epi epi, bool const_weight = false,
+                 const float* packed_w = nullptr) {
   const int64_t OH = (H + pad_top + pad_bottom - dil_h * (KH - 1) - 1) / stride_h + 1;
   const int64_t OW = (W + pad_left + pad_right - dil_w * (KW - 1) - 1) / stride_w + 1;
   if (N <= 0 || OH <= 0 || OW <= 0 || O <= 0) return;
   const int64_t Cg = C / groups, Og = O / groups, Kg = KH * KW * Cg;
   const int64_t M = N * OH * OW;
+  if (groups != 1) packed_w = nullptr;
+  const ConvPath path = conv2d_path(N, C, O, KH, KW, OH, OW, stride_h, stride_w, pad_top,
+                                    pad_bottom, pad_left, pad_right, dil_h, dil_w, groups);
 
-  if (groups == C && O == C && groups > 1) {
+  if (path == ConvPath::kDepthwise) {
     conv_detail::depthwise<T, Epi>(x, w, N, H, W, C, KH, KW, OH, OW, stride_h, stride_w, pad_top,
                                    pad_left, dil_h, dil_w, epi);
     return;
   }
-  if (KH == 1 && KW == 1 && stride_h == 1 && stride_w == 1 && pad_top == 0 && pad_bottom == 0 &&
-      pad_left == 0 && pad_right == 0) {
+  if (path == ConvPath::kPointwise) {
     gemm(groups, M, Og, Cg, x, Cg, C, 1, w, Og * Kg, 1, Kg,
-         conv_detail::GroupEpi<Epi>{&epi, 0, Og});
+         conv_detail::GroupEpi<Epi>{&epi, 0, Og}, packed_w);
     return;
   }
-
-  if (groups == 1 && KH == 3 && KW == 3 && stride_h == 1 && stride_w == 1 && dil_h == 1 &&
-      dil_w == 1 && winograd_fits(N, C, O, OH, OW)) {
+  if (path == ConvPath::kWinograd) {
     conv2d_winograd<T, Epi>(x, w, N, H, W, C, O, pad_top, pad_left, OH, OW, const_weight, epi);
     return;
   }
-  if (groups == 1 && C <= 8 && Kg <= 512) {
+  if (path == ConvPath::kFewChannels) {
     static thread_local gemm_detail::Scratch wbuf;
     float* Bp = wbuf.get(size_t(gemm_detail::round_up(O, gemm_detail::kNR) * Kg));
     gemm_detail::pack_B<T>(w, 1, Kg, Kg, O, Bp);  // B[k][j] = w[j][k]
@@ -321,7 +362,7 @@ void conv2d_nhwc(const T* x, const T* w,
       }
     }
     gemm(groups, rows, Og, Kg, buf, R * Kg, Kg, 1, w, Og * Kg, 1, Kg,
-         conv_detail::GroupEpi<Epi>{&epi, r0, Og});
+         conv_detail::GroupEpi<Epi>{&epi, r0, Og}, packed_w);
   }
 }
 

@@ -34,7 +34,7 @@ struct Erased {
 #define AIT_CONV(T)                                                                           \
   AIT_EXTERN template void conv2d_nhwc<T, Erased>(const T*, const T*, int64_t, int64_t,      \
       int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, \
-      int64_t, int64_t, int64_t, int64_t, Erased, bool);
+      int64_t, int64_t, int64_t, int64_t, Erased, bool, const float*);
 #define AIT_ATTENTION(T, M)                                                                   \
   AIT_EXTERN template void attention<T, M>(const T*, const T*, const T*, T*, int64_t, int64_t, \
       int64_t, int64_t, int64_t, int64_t, float, bool, int, const M*, int64_t, int64_t,       \
@@ -50,7 +50,8 @@ AIT_FOR_FLOAT_TYPES(AIT_CONV)
 AIT_FOR_FLOAT_TYPES(AIT_ATTENTION_ALL)
 
 // GEMM / conv with any epilogue functor, through the precompiled instantiations (gemm:
-// packed_b as gemm takes it; conv: const_weight says w is a model constant, see conv2d_nhwc).
+// packed_b as gemm takes it; conv: const_weight says w is a model constant, packed_w its packed
+// form, see conv2d_nhwc).
 template <typename T, typename Epi>
 inline void gemm_erased(int64_t batch, int64_t M, int64_t N, int64_t K, const T* A, int64_t abs_,
                         int64_t ars, int64_t acs, const T* B, int64_t bbs, int64_t brs,
@@ -62,9 +63,10 @@ template <typename T, typename Epi>
 inline void conv2d_erased(const T* x, const T* w, int64_t N, int64_t H, int64_t W, int64_t C,
                           int64_t O, int64_t KH, int64_t KW, int64_t sh, int64_t sw, int64_t pt,
                           int64_t pb, int64_t pl, int64_t pr, int64_t dh, int64_t dw,
-                          int64_t groups, const Epi& epi, bool const_weight) {
+                          int64_t groups, const Epi& epi, bool const_weight,
+                          const float* packed_w = nullptr) {
   conv2d_nhwc<T, Erased>(x, w, N, H, W, C, O, KH, KW, sh, sw, pt, pb, pl, pr, dh, dw, groups,
-                         Erased::of(epi), const_weight);
+                         Erased::of(epi), const_weight, packed_w);
 }
 
 }  // namespace ait

@@ -231,11 +231,13 @@ inline void output_tile(const float* M, int64_t xi_stride, int64_t O, float* obu
 }  // namespace winograd_detail
 
 // Is the Winograd path worth it for this 3x3 / stride 1 / groups 1 conv? Measured on Zen 4 (2
-// threads, vs im2col): 1.5-3.5x faster from 12 input channels and 8 outputs up, as soon as there
-// are 4 tiles (e.g. 512 channels at 7x7: 1.2x); with one tile (3x3 output) reading the 4x larger
-// transformed weight makes it slower.
+// threads, vs im2col packing its weight per call): 1.5-3.5x faster from 12 input channels and 8
+// outputs up, at 4 tiles and more. Its transformed weight is 4x the weight and streams from
+// memory each call: on a Xeon with AMX-era cores (2 threads, 2026-12-06) ResNet-50's 7x7 maps
+// (4 tiles, 512 channels) ran 1.0-1.1 ms as im2col over a weight packed at create against 1.7-2.3
+// ms here, so from 8 tiles up (14x14 maps: Winograd stays ~290 GFLOP/s effective).
 inline bool winograd_fits(int64_t N, int64_t C, int64_t O, int64_t OH, int64_t OW) {
-  return AIT_CONV_WINOGRAD && C >= 16 && O >= 8 && N * ((OH + 3) / 4) * ((OW + 3) / 4) >= 4;
+  return AIT_CONV_WINOGRAD && C >= 16 && O >= 8 && N * ((OH + 3) / 4) * ((OW + 3) / 4) >= 8;
 }
 
 // 3x3, stride 1, dilation 1, groups 1 conv (see conv2d_nhwc for the layout and the epilogue).
