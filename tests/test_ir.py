@@ -278,8 +278,12 @@ def test_dim_basics():
     d = ait.Dim("batch", min=2, max=64)
     assert (d.name, d.min, d.max, d.bounds_str()) == ("batch", 2, 64, "[2, 64]")
     assert ait.Dim("batch").bounds_str() == "[1, inf]"
-    assert d == ait.Dim("batch") and d.is_integer and d.is_positive
+    assert d == ait.Dim("batch", min=2, max=64) and d.is_integer and d.is_positive
     assert str(2 * d + 1) == "2*batch + 1"
+    # other bounds: another symbol, so sympy's expression cache cannot mix the two up
+    wide, narrow = ait.Dim("b", max=256), ait.Dim("b", max=32)
+    assert wide != narrow and 2 * wide != 2 * narrow
+    assert [s.max for s in (2 * narrow).free_symbols] == [32]
     e = pickle.loads(pickle.dumps(d))
     assert isinstance(e, ait.Dim) and (e.name, e.min, e.max) == ("batch", 2, 64)
 

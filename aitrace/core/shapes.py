@@ -11,7 +11,9 @@ class Dim(sympy.Symbol):
     """A symbolic dimension: a positive integer sympy symbol with optional bounds.
 
     ``Dim("batch", min=1, max=256)`` can stand in a shape anywhere an int can; arithmetic on it
-    gives sympy expressions (``2*batch``). Dims compare equal by name.
+    gives sympy expressions (``2*batch``). Dims compare equal by name and bounds: two Dims of one
+    name and other bounds are different symbols (else sympy's expression cache could hand back
+    ``2*batch`` holding the other one, and its bounds).
     """
 
     def __new__(cls, name: str, min: int = 1, max: int | None = None):
@@ -23,6 +25,9 @@ class Dim(sympy.Symbol):
         obj = sympy.Symbol.__xnew__(cls, name, integer=True, positive=True)
         obj.min, obj.max = int(min), (None if max is None else int(max))
         return obj
+
+    def _hashable_content(self):
+        return super()._hashable_content() + (self.min, self.max)
 
     def __reduce__(self):
         return (Dim, (self.name, self.min, self.max))
