@@ -1,8 +1,8 @@
 """Where a model's time goes on the cpu backend: each kernel's wall time, summed over calls
 (a library built with kernel timing, AITRACE_KERNEL_TIMES=1), grouped by primitive, with each
-GEMM's rate. Full-size models at batch 1, fp32, random weights.
+GEMM's rate. Full-size models, fp32, random weights.
 
-    python benchmarks/cpu_kernel_times.py [--models bert,vit,resnet] [--threads 2] [--repeat 10] [--top 12]
+    python benchmarks/cpu_kernel_times.py [--models bert,vit,resnet] [--batch 1] [--threads 2] [--repeat 10] [--top 12]
 """
 import argparse
 import os
@@ -13,13 +13,13 @@ from collections import defaultdict
 import numpy as np
 
 
-def model(name):
+def model(name, batch=1):
     from aitrace.nn.models import bert_base, resnet50, vit_base_patch16_224
     rng = np.random.default_rng(0)
     if name == "bert":
-        ids = rng.integers(0, 30522, (1, 128)).astype(np.int64)
+        ids = rng.integers(0, 30522, (batch, 128)).astype(np.int64)
         return "BERT-base s128", bert_base(), (ids, np.zeros_like(ids), np.ones_like(ids))
-    x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
+    x = rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)
     return ("ViT-B/16", vit_base_patch16_224(), (x,)) if name == "vit" else ("ResNet-50", resnet50(), (x,))
 
 
@@ -38,11 +38,13 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--top", type=int, default=12)
+    p.add_argument("--batch", type=int, default=1)
     a = p.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(a.threads)
     import aitrace as ait
     for name in a.models.split(","):
-        title, m, args = model(name)
+        title, m, args = model(name, a.batch)
+        title += f" bs{a.batch}"
         f = ait.jit(m, backend="cpu", kernel_times=True)
         low = f.lower(*args)
         lib = low.compile()

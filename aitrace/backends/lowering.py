@@ -197,11 +197,13 @@ def copy_source(ctx, e):
     return f"{src} + {ctx.dim(off)}", ss
 
 
-def gemm_launch(ctx, e) -> dict:
+def gemm_launch(ctx, e, fold_batch: bool = False) -> dict:
     """C expressions of a batched matmul's launch, as both backends' GEMM calls take it: the
     output's batch axes [0, k) loop outside (coordinates x<d>, operand offsets a_offset /
     b_offset), the last batch axis is the GEMM's own batch (strides a_bs / b_bs), rows and
-    columns of A and B through any strides (a_rs, a_cs, b_rs, b_cs), output rows ldc apart."""
+    columns of A and B through any strides (a_rs, a_cs, b_rs, b_cs), output rows ldc apart.
+    fold_batch: where B is the same for every entry of that batch and A's rows run on from one
+    entry to the next, the batch becomes rows (one GEMM of batch*M rows: B is read once)."""
     from ..passes.fuse_memory import rows_uniform
     a, b = e.invars[:2]
     (c,) = e.outvars
@@ -213,9 +215,12 @@ def gemm_launch(ctx, e) -> dict:
 
     def offset(st):
         return " + ".join(f"x{d} * {ctx.dim(st[d])}" for d in range(k) if st[d] != 0) or "0"
-    return dict(M=ctx.dim(a.aval.shape[-2]), N=ctx.dim(b.aval.shape[-1]), K=ctx.dim(a.aval.shape[-1]),
+    M, inner = a.aval.shape[-2], out_batch[-1] if out_batch else 1
+    if fold_batch and out_batch and shapes.equal(bb[-1], 0) and shapes.equal(ab[-1], sa[-2] * M):
+        M, inner, ab, bb = shapes.prod([inner, M]), 1, ab[:-1] + [0], bb  # output rows are uniform (rows_apart)
+    return dict(M=ctx.dim(M), N=ctx.dim(b.aval.shape[-1]), K=ctx.dim(a.aval.shape[-1]),
                 outer=ctx.dim(shapes.prod(out_batch[:k])), outer_desc=str(shapes.prod(out_batch[:k])),
-                inner_batch=ctx.dim(out_batch[-1] if out_batch else 1),
+                inner_batch=ctx.dim(inner),
                 ldc=ctx.dim(rows_uniform(c.aval.shape, ctx.strides(c))),
                 outer_dims=[dict(axis=d, size=ctx.dim(out_batch[d])) for d in reversed(range(k))],
                 a_offset=offset(ab), b_offset=offset(bb),

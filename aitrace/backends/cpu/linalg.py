@@ -62,7 +62,7 @@ def packable_b(ctx, e, launch) -> bool:
 def lower_matmul(ctx, e, kname: str, epilogue=None) -> Kernel:
     a, b = e.invars[:2]
     (c,) = e.outvars
-    launch = gemm_launch(ctx, e)
+    launch = gemm_launch(ctx, e, fold_batch=True)
     packed = packable_b(ctx, e, launch)
     info = {}
     definition = ctx.render(
@@ -77,7 +77,7 @@ def lower_matmul(ctx, e, kname: str, epilogue=None) -> Kernel:
                                 offset=ctx.dim(offset), K=launch["K"], N=launch["N"],
                                 b_rs=launch["b_rs"], b_cs=launch["b_cs"]) + definition
         extra = ctx.prepare(f"{kname}_pack_b(m->consts)")
-        m, n = a.aval.shape[-2], b.aval.shape[-1]
+        m, n = a.aval.shape[-2], b.aval.shape[-1]   # (the rows of one batch entry: the fewest)
         if isinstance(m, int) and m > THIN and n > THIN:  # never the thin path: B itself is not read
             info["reads_only_prepared"] = {index}
     return Kernel(kname, definition, ctx.call(kname, e, extra), includes=("ait/precompiled.h",), info=info)
