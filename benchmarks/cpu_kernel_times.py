@@ -6,11 +6,10 @@ GEMM's rate. Full-size models, fp32, random weights.
 """
 import argparse
 import os
-import re
 import time
-from collections import defaultdict
 
 import numpy as np
+from timing import gemm_flops, kernel_table
 
 
 def model(name, batch=1):
@@ -21,15 +20,6 @@ def model(name, batch=1):
         return "BERT-base s128", bert_base(), (ids, np.zeros_like(ids), np.ones_like(ids))
     x = rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)
     return ("ViT-B/16", vit_base_patch16_224(), (x,)) if name == "vit" else ("ResNet-50", resnet50(), (x,))
-
-
-def gemm_flops(graph) -> float:
-    """2*M*N*K summed over the graph's matmul / fused_gemm eqns (static shapes)."""
-    total = 0.0
-    for e in graph.eqns:
-        if e.prim.name == "matmul" or (e.prim.name == "fused_gemm" and e.params.get("base") == "matmul"):
-            total += 2.0 * float(np.prod(e.outvars[0].aval.shape)) * e.invars[0].aval.shape[-1]
-    return total
 
 
 def main():
@@ -55,25 +45,8 @@ def main():
             f(*args)
         wall = (time.perf_counter() - t0) * 1e3 / a.repeat
         times = lib.kernel_times()
-        eqns = low.source_obj.info["kernel_eqns"]
-        by_prim = defaultdict(lambda: [0.0, 0])
-        for (k, ms), _ in zip(times, eqns):
-            prim = re.sub(r"^k\d+_", "", k)
-            by_prim[prim][0] += ms / a.repeat
-            by_prim[prim][1] += 1
-        total = sum(ms for _, ms in times) / a.repeat
-        print(f"\n{title}: {wall:.2f} ms per call, kernels {total:.2f} ms ({len(times)} kernels), threads={a.threads}")
-        print(f"{'primitive':24s} {'kernels':>7s} {'ms':>8s} {'share':>6s}")
-        for prim, (ms, n) in sorted(by_prim.items(), key=lambda kv: -kv[1][0]):
-            print(f"{prim:24s} {n:7d} {ms:8.2f} {ms / total:6.1%}")
-        gemm_ms = by_prim["matmul"][0] + by_prim["fused_gemm"][0]
-        if gemm_ms:
-            print(f"GEMMs: {gemm_flops(low.graph) / 1e9:.2f} GFLOP in {gemm_ms:.2f} ms = "
-                  f"{gemm_flops(low.graph) / gemm_ms / 1e6:.0f} GFLOP/s")
-        print(f"top {a.top} kernels:")
-        for (k, ms), eq in sorted(zip(times, eqns), key=lambda t: -t[0][1])[:a.top]:
-            print(f"  {ms / a.repeat:7.3f} ms  {k:22s} {eq[:110]}")
-
+        print(f"\n{title}: {wall:.3f} ms per call, threads={a.threads}")
+        kernel_table(times, low.source_obj.info["kernel_eqns"], a.repeat, gemm_flops(low.graph), a.top)
 
 if __name__ == "__main__":
     main()

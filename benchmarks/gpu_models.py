@@ -5,7 +5,10 @@ medians after warm-up. Also aitrace's cold compile (empty cache: code generation
 nvcc) and warm compile (a new process, same cache) of each model, each in a fresh process.
 
     python benchmarks/gpu_models.py [--models resnet,bert,vit] [--batches 1,128] [--repeat 50]
-        [--no-compile] [--compile-times] [--json out.json] [--plot out.png]
+        [--no-compile] [--compile-times] [--kernel-times 12] [--json out.json] [--plot out.png]
+
+--kernel-times N: afterwards, each model's GPU time per kernel (CUDA events, no CUDA graph;
+the same library created again with AITRACE_KERNEL_TIMES=1), by primitive and the N largest.
 
 Needs a GPU, torch and transformers; --plot needs matplotlib.
 """
@@ -18,7 +21,7 @@ import tempfile
 import time
 
 import numpy as np
-from timing import cuda_ms, graphed
+from timing import cuda_ms, gemm_flops, graphed, kernel_table
 
 DEFAULT_BATCHES = {"resnet": (1, 128), "bert": (1, 64), "vit": (1, 128)}
 NAMES = {"resnet": "ResNet-50", "bert": "BERT-base s128", "vit": "ViT-B/16"}
@@ -67,6 +70,8 @@ def main():
     p.add_argument("--repeat", type=int, default=50)
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--compile-times", action="store_true", help="measure aitrace's cold and warm compile")
+    p.add_argument("--kernel-times", type=int, default=None, metavar="N",
+                   help="per-kernel GPU times afterwards (the N largest kernels listed)")
     p.add_argument("--json", default=None)
     p.add_argument("--plot", default=None)
     a = p.parse_args()
@@ -114,12 +119,35 @@ def main():
             print(f"{r['model']:16s} {batch:5d} {r['aitrace_ms']:9.3f} {r['eager_ms']:9.3f} {r['eager_graph_ms']:11.3f} "
                   f"{r['compile_graph_ms']:13.3f} {r['speedup_vs_best_torch']:14.2f}  {r['max_rel_err']:.1e}{extra}",
                   flush=True)
+            if a.kernel_times is not None:
+                print_kernel_times(am, args, a.repeat, a.kernel_times)
             torch.cuda.empty_cache()
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(dict(device=dev, torch=torch.__version__, rows=rows), fh, indent=1)
     if a.plot:
         plot(rows, a.plot, dev)
+
+
+def print_kernel_times(am, args, repeat: int, top: int):
+    """The model's library created anew with AITRACE_KERNEL_TIMES=1 (same source: a cache hit),
+    run `repeat` times, its kernel times printed."""
+    import torch
+
+    import aitrace as ait
+    os.environ["AITRACE_KERNEL_TIMES"] = "1"
+    try:
+        f = ait.jit(am, backend="cuda")
+        f(*args)
+        low = f.lower(*args)
+        lib = low.compile()
+    finally:
+        del os.environ["AITRACE_KERNEL_TIMES"]
+    lib.kernel_times()
+    for _ in range(repeat):
+        f(*args)
+    torch.cuda.synchronize()
+    kernel_table(lib.kernel_times(), low.source_obj.info["kernel_eqns"], repeat, gemm_flops(low.graph), top)
 
 
 def plot(rows, path, device):

@@ -1,6 +1,8 @@
 """Timing shared by the benchmarks: host wall time (CPU) and CUDA events (GPU)."""
+import re
 import statistics
 import time
+from collections import defaultdict
 
 import numpy as np
 
@@ -48,3 +50,34 @@ def graphed(fn, calls: int = 1):
         for _ in range(calls):
             fn()
     return g.replay
+
+
+def gemm_flops(graph) -> float:
+    """2*M*N*K summed over a graph's matmul / fused_gemm[base=matmul] eqns (static shapes)."""
+    total = 0.0
+    for e in graph.eqns:
+        if e.prim.name == "matmul" or (e.prim.name == "fused_gemm" and e.params.get("base") == "matmul"):
+            total += 2.0 * float(np.prod(e.outvars[0].aval.shape)) * e.invars[0].aval.shape[-1]
+    return total
+
+
+def kernel_table(times, eqns, calls: int, flops: float = 0.0, top: int = 12):
+    """Print a library's kernel_times() (summed over `calls` runs) by primitive, the GEMM rate
+    (given the graph's GEMM flops) and the `top` kernels with their IR equations."""
+    by_prim = defaultdict(lambda: [0.0, 0])
+    for k, ms in times:
+        prim = re.sub(r"^k\d+_", "", k)
+        by_prim[prim][0] += ms / calls
+        by_prim[prim][1] += 1
+    total = sum(ms for _, ms in times) / calls
+    print(f"kernels: {total:.3f} ms per call in {len(times)} kernels")
+    print(f"{'primitive':24s} {'kernels':>7s} {'ms':>8s} {'share':>6s}")
+    for prim, (ms, n) in sorted(by_prim.items(), key=lambda kv: -kv[1][0]):
+        print(f"{prim:24s} {n:7d} {ms:8.3f} {ms / total:6.1%}")
+    gemm_ms = by_prim["matmul"][0] + by_prim["fused_gemm"][0]
+    if gemm_ms and flops:
+        print(f"GEMMs: {flops / 1e9:.2f} GFLOP in {gemm_ms:.3f} ms = {flops / gemm_ms / 1e6:.0f} GFLOP/s")
+    if top:
+        print(f"top {top} kernels:")
+        for (k, ms), eq in sorted(zip(times, eqns), key=lambda t: -t[0][1])[:top]:
+            print(f"  {ms / calls:8.4f} ms  {k:22s} {eq[:110]}")

@@ -194,3 +194,30 @@ def test_the_option_and_a_callers_own_capture_run_without_our_graph():
     g.replay()
     torch.cuda.synchronize()
     assert_results(out, x, y)
+
+
+# ------------------------------------------------------------------ per-kernel timing
+@needs_nvcc
+def test_kernel_timing_has_event_pairs_and_no_graph():
+    low = jitted(arch="sm_90a", kernel_times=True).lower(S((B, 32), ait.float32), S((B, 32), ait.float32))
+    src = low.source
+    n = len(low.source_obj.info["kernels"])
+    assert "constexpr bool kKernelTimes = true;" in src and "int64_t ait_kernel_times(" in src
+    assert "!m->timed" in src   # a timed model runs without graphs
+    assert src.count("if (timed) ctx->timer.mark(") == 2 * n and f"ctx->timer.collect({n}, g_kernel_ns)" in src
+    assert "constexpr bool kKernelTimes = false;" in jitted(arch="sm_90a").lower(
+        S((B, 32), ait.float32), S((B, 32), ait.float32)).source  # AITRACE_KERNEL_TIMES=1 at create
+    assert low.build().exists()
+
+
+@pytest.mark.cuda
+def test_kernel_times_on_the_gpu():
+    f = jitted(kernel_times=True)
+    x, y = inputs(np.random.default_rng(3), 5)
+    for _ in range(3):
+        assert_results(f(x, y), x, y)
+    lib = f.lower(x, y).compile()
+    times = lib.kernel_times()
+    assert [k for k, _ in times] == f.lower(x, y).source_obj.info["kernels"]
+    assert all(ms > 0 for _, ms in times)
+    assert all(ms == 0 for _, ms in lib.kernel_times())

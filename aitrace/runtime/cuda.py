@@ -47,8 +47,8 @@ class _Torch:
 
 
 class CudaLibrary(Library):
-    def __init__(self, path, consts, in_avals, out_avals):
-        super().__init__(path, consts, in_avals, out_avals, device_type=dlpack.DL_CUDA)
+    def __init__(self, path, consts, in_avals, out_avals, kernel_names=None):
+        super().__init__(path, consts, in_avals, out_avals, device_type=dlpack.DL_CUDA, kernel_names=kernel_names)
         self._torch: _Torch | None = None
 
     def _torch_for(self, arrays) -> _Torch | None:

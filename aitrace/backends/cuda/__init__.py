@@ -119,13 +119,17 @@ class CudaBackend(Backend):
         return cls.is_available() and gpu_arch() is not None
 
     def lower(self, graph, memory_fusion: bool = True, arch: str | None = None, cuda_graphs: bool = True,
-              **options) -> Source:
+              kernel_times: bool = False, **options) -> Source:
+        """kernel_times: the library times every kernel with CUDA events (and runs without CUDA
+        graphs), read back by its `kernel_times()`; AITRACE_KERNEL_TIMES=1 when a library is
+        created does the same without a rebuild."""
         arch = arch or gpu_arch() or "sm_90a"
         from . import profiler
 
         def gen():
             return generate(graph, "cuda", TEMPLATES, CudaDialect(arch), memory_fusion=memory_fusion,
-                            model_template="model.cu.j2", arch=arch, cuda_graphs=cuda_graphs)
+                            model_template="model.cu.j2", arch=arch, cuda_graphs=cuda_graphs,
+                            kernel_times=kernel_times)
         with profiler.collecting() as pending:  # GEMMs to profile: all of them in one parallel batch
             src = gen()
         if pending:
@@ -165,4 +169,5 @@ class CudaBackend(Backend):
     def load(self, source: Source, path):
         from ...runtime.cuda import CudaLibrary
         g = source.graph
-        return CudaLibrary(path, g.consts, [v.aval for v in g.invars], [v.aval for v in g.outvars])
+        return CudaLibrary(path, g.consts, [v.aval for v in g.invars], [v.aval for v in g.outvars],
+                           kernel_names=source.info.get("kernels"))

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <algorithm>
 #include <type_traits>
+#include <atomic>
 #include <vector>
 #include "ait/runtime.h"
 
@@ -465,6 +466,35 @@ struct StreamOrder {
     }
     last = s, pending = true;
     return cudaEventRecord(done, s);
+  }
+};
+
+// Per-kernel GPU time of a library built with kernel timing (AITRACE_KERNEL_TIMES=1): an event
+// pair around each kernel on the run's stream; after the run, the elapsed times are added to
+// `total_ns` (the library's table, read and reset by ait_kernel_times). Runs without CUDA graphs,
+// so the gaps between launches fall outside every kernel's time.
+struct KernelTimer {
+  std::vector<cudaEvent_t> events;  // 2 per kernel
+  ~KernelTimer() { for (cudaEvent_t e : events) cudaEventDestroy(e); }
+  cudaError_t begin(int n) {
+    while (int(events.size()) < 2 * n) {
+      cudaEvent_t e;
+      cudaError_t err = cudaEventCreate(&e);
+      if (err != cudaSuccess) return err;
+      events.push_back(e);
+    }
+    return cudaSuccess;
+  }
+  void mark(int kernel, int end, cudaStream_t s) { cudaEventRecord(events[2 * kernel + end], s); }
+  cudaError_t collect(int n, std::atomic<int64_t>* total_ns) {
+    if (n == 0) return cudaSuccess;
+    cudaError_t err = cudaEventSynchronize(events[2 * n - 1]);
+    for (int i = 0; i < n && err == cudaSuccess; ++i) {
+      float ms = 0.f;
+      err = cudaEventElapsedTime(&ms, events[2 * i], events[2 * i + 1]);
+      total_ns[i] += int64_t(double(ms) * 1e6);
+    }
+    return err;
   }
 };
 
