@@ -20,7 +20,8 @@
 // Algorithm: tasks = B*H*ceil(Sq/64) blocks of up to 64 queries, run in parallel (OpenMP). Each
 // task keeps q^T (scaled, fp32, [D][64]), running max / sum per query and an fp32 output
 // accumulator [64][Dv] in a per-thread buffer, and walks keys in blocks of 64 (causal: only
-// blocks at or below the diagonal), each copied to fp32 K [64][D] and V [64][Dv] buffers:
+// blocks at or below the diagonal), each read in place (fp32, Dv a multiple of 16) or copied to
+// fp32 K [64][D] and V [64][Dv] buffers:
 // S^T = K q^T ([64 keys][64 queries], register-blocked 4 keys x 64 queries), bias/causal,
 // online softmax (vectorized over queries), O = O*alpha + P V (register-blocked 4 queries x 64
 // values). Per-thread memory ~ (2*64*D + 2*64*Dv + 64*64) floats, allocated once per call.
@@ -193,19 +194,28 @@ void attention(const T* q, const T* k, const T* v, T* out, int64_t B, int64_t H,
       const int64_t kend = causal ? std::min(Sk, i0 + mq) : Sk;
       for (int64_t j0 = 0; j0 < kend; j0 += BK) {
         const int64_t nk = std::min(BK, kend - j0);
-        // K and V blocks, fp32 (V rows zero-padded to dvp)
-        for (int64_t j = 0; j < nk; ++j) to_f32(kp + (j0 + j) * k_ss, kb + j * D, D);
-        for (int64_t j = 0; j < nk; ++j) {
-          to_f32(vp + (j0 + j) * v_ss, vb + j * dvp, Dv);
-          for (int64_t c = Dv; c < dvp; ++c) vb[j * dvp + c] = 0.f;
+        // K and V blocks as fp32 rows (V rows zero-padded to dvp): fp32 inputs whose rows need
+        // no padding are read in place, the others copied
+        const float* kblk = kb;
+        const float* vblk = vb;
+        int64_t ldk = D, ldv = dvp;
+        if (std::is_same<T, float>::value && Dv == dvp) {
+          kblk = reinterpret_cast<const float*>(kp) + j0 * k_ss, ldk = k_ss;
+          vblk = reinterpret_cast<const float*>(vp) + j0 * v_ss, ldv = v_ss;
+        } else {
+          for (int64_t j = 0; j < nk; ++j) to_f32(kp + (j0 + j) * k_ss, kb + j * D, D);
+          for (int64_t j = 0; j < nk; ++j) {
+            to_f32(vp + (j0 + j) * v_ss, vb + j * dvp, Dv);
+            for (int64_t c = Dv; c < dvp; ++c) vb[j * dvp + c] = 0.f;
+          }
         }
 
         // S^T [nk][nql] = K q^T
         switch (nq) {
-          case 4: qk_block<4>(kb, D, nk, qt, D, st); break;
-          case 3: qk_block<3>(kb, D, nk, qt, D, st); break;
-          case 2: qk_block<2>(kb, D, nk, qt, D, st); break;
-          default: qk_block<1>(kb, D, nk, qt, D, st); break;
+          case 4: qk_block<4>(kblk, ldk, nk, qt, D, st); break;
+          case 3: qk_block<3>(kblk, ldk, nk, qt, D, st); break;
+          case 2: qk_block<2>(kblk, ldk, nk, qt, D, st); break;
+          default: qk_block<1>(kblk, ldk, nk, qt, D, st); break;
         }
 
         // bias: mask, then causal
@@ -263,7 +273,7 @@ void attention(const T* q, const T* k, const T* v, T* out, int64_t B, int64_t H,
         }
 
         // O = O * alpha + P V
-        pv_block(st, nk, vb, dvp, o, dvp, alpha, mq, dvp);
+        pv_block(st, nk, vblk, ldv, o, dvp, alpha, mq, dvp);
       }
 
       // out = O / l; rows that saw no key give 0
