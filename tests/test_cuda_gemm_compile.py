@@ -55,6 +55,11 @@ def _cases():
         "batched_bf16": (_graph(lambda a, b: a @ b, ait.ShapeDtype((4, B, 64), bf16),
                                 ait.ShapeDtype((4, 64, 128), bf16)),
                          cg.GemmConfig((64, 128, 64), (1, 1, 1), "pingpong"), "n"),
+        # stream-K and split-K (CUTLASS's stream-K tile scheduler, a workspace), bias + relu
+        "bias_relu_streamk_f16": (_graph(lambda x: ait.relu(ait.linear(x, w16, b16)), x16),
+                                  cg.GemmConfig((128, 128, 64), (1, 1, 1), "cooperative", decomposition="streamk"), "n"),
+        "plain_splitk3_bf16": (_graph(lambda x: x @ np.ascontiguousarray(wbf.T), xbf),
+                               cg.GemmConfig((128, 64, 64), (1, 1, 1), "cooperative", decomposition="splitk3"), "k"),
         # a DAG (y read twice), two residuals (C and an aux load) and a one-element tensor
         "silu_dag_aux_scalar_f16": (_graph(lambda x, r1, r2, s: (lambda y: y * ait.sigmoid(y) + r1 + r2 * s)(
             ait.linear(x, w16, b16)), x16, r16, r16, ait.ShapeDtype((1,), f16)), C[2], "n"),
@@ -86,6 +91,22 @@ def test_evt_of_each_epilogue():
     assert "int64_t ld_x1" in dag.params and "int64_t ld_x2" in dag.params
     definition, name = k["plain_f16"]
     assert name == "k_plain_f16" and f"static cudaError_t {name}(" in definition
+    assert "CollectiveEpilogue, void>" in definition and "size_t* workspace_needed" in k["plain_f16"].params
+    sk = k["bias_relu_streamk_f16"].definition
+    assert "cutlass::gemm::StreamKScheduler>" in sk and "::StreamK;" in sk
+    assert "::SplitK;" in k["plain_splitk3_bf16"].definition and "splits = 3;" in k["plain_splitk3_bf16"].definition
+
+
+def test_config_names_round_trip_and_bad_decompositions_are_refused():
+    for c in cg.CONFIGS:
+        assert cg.GemmConfig.parse(c.name) == c
+    c = cg.GemmConfig.parse("cooperative_128x64x64_c1x1x1_splitk4")
+    assert (c.decomposition, c.splits, c.needs_workspace) == ("splitk4", 4, True)
+    e = CASES["plain_f16"][0].eqns[0]
+    with pytest.raises(ValueError, match="cooperative"):
+        cg.gemm_kernel("k", e, cg.GemmConfig((64, 128, 64), (1, 1, 1), "pingpong", decomposition="streamk"))
+    with pytest.raises(ValueError, match="splitk<N>"):
+        cg.gemm_kernel("k", e, cg.GemmConfig((128, 128, 64), (1, 1, 1), "cooperative", decomposition="splitk1"))
 
 
 def test_geometry():
@@ -234,7 +255,8 @@ def test_runs_on_gpu(compiled, name):
     lib = ctypes.CDLL(str(compiled["lib"]))
     fn = getattr(lib, f"run_{k.name}")
     fn.restype = ctypes.c_int
-    fn.argtypes = [getattr(ctypes, _CTYPES[p.rsplit(" ", 1)[0]]) for p in k.params]
+    fn.argtypes = [ctypes.POINTER(ctypes.c_size_t) if p.startswith("size_t*") else getattr(ctypes, _CTYPES[p.rsplit(" ", 1)[0]])
+                   for p in k.params]
     env = {B: 1000 if name != "batched_bf16" else 300}
     r = np.random.default_rng(1)
     args = [(r.standard_normal([shapes.evaluate(d, env) for d in v.aval.shape])).astype(v.aval.dtype)
@@ -254,7 +276,11 @@ def test_runs_on_gpu(compiled, name):
                                                                   if expected.dtype != ait.bfloat16 else "bfloat16"))
     ints = [int(shapes.evaluate(x, env)) for x in geo.args()]
     stream = torch.cuda.current_stream().cuda_stream
-    rc = fn(*[t.data_ptr() for t in dev], out.data_ptr(), *ints, stream, None, 0)
+    need = ctypes.c_size_t(0)
+    assert fn(*[None] * (len(dev) + 1), *ints, None, None, 0, ctypes.byref(need)) == 0
+    assert (need.value > 0) == config.needs_workspace
+    ws = torch.empty(max(need.value, 1), dtype=torch.uint8, device="cuda")
+    rc = fn(*[t.data_ptr() for t in dev], out.data_ptr(), *ints, stream, ws.data_ptr(), need.value, None)
     torch.cuda.synchronize()
     assert rc == 0, f"cudaError {rc}"
     # The reference rounds every intermediate to the input dtype (bf16: an ulp is 1/64 at |x| in
@@ -264,7 +290,7 @@ def test_runs_on_gpu(compiled, name):
     if name == "batched_bf16":  # B shared by the whole batch through a batch stride of 0
         b0 = dev[1][0].contiguous()
         ints[8] = 0  # batch_stride_b
-        rc = fn(dev[0].data_ptr(), b0.data_ptr(), out.data_ptr(), *ints, stream, None, 0)
+        rc = fn(dev[0].data_ptr(), b0.data_ptr(), out.data_ptr(), *ints, stream, None, 0, None)
         torch.cuda.synchronize()
         assert rc == 0, f"cudaError {rc}"
         want = np.matmul(args[0].astype(np.float32), args[1][0].astype(np.float32))

@@ -69,6 +69,30 @@ def test_choices_read_the_database_without_a_gpu(cache, monkeypatch):
     assert choice == (None, cg.GemmConfig.parse("pingpong_128x128x64_c2x1x1"))
 
 
+@pytest.mark.skipif(cg.cutlass_include_dir() is None or __import__("shutil").which("nvcc") is None,
+                    reason="needs nvcc and the CUTLASS headers")
+def test_a_remembered_stream_k_winner_gets_its_workspace(cache, monkeypatch):
+    """A stream-K config from the database: the model asks the kernel for its workspace before
+    the run (once per dims), passes a region of the arena, and builds for sm_90a."""
+    import numpy as np
+    f16 = ait.float16
+    w = (np.random.default_rng(0).standard_normal((768, 512)) / 32).astype(f16)
+    fn = lambda x: ait.relu(x @ w)  # noqa: E731
+    x = ait.ShapeDtype((128, 768), f16)
+    e = _eqn(fn, x)
+    geo = cg.gemm_geometry(e)
+    monkeypatch.setattr(profiler, "device_name", lambda: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(profiler, "_gpu_arch_matches", lambda arch: False)
+    key = "x".join(map(str, profiler.problems(geo)[0][1]))
+    ProfileDB().put("NVIDIA H100 80GB HBM3", profiler.signature(e, geo.b_major), key,
+                    "cooperative_128x128x64_c1x1x1_streamk", 0.004, {})
+    low = ait.jit(fn, backend="cuda", arch="sm_90a").lower(x)
+    src = low.source
+    assert "cutlass::gemm::StreamKScheduler>" in src and "ctx->workspace.bytes_for(dims" in src
+    assert "stream, workspace, workspace_bytes, nullptr)" in src and "0, &need)" in src
+    assert low.build().exists()
+
+
 def test_harness_spans_every_operand():
     f16 = ait.float16
     e = _eqn(lambda x, w, b, r: ait.gelu(x @ w + b) + r, ait.ShapeDtype((100, 64), f16),
@@ -79,6 +103,8 @@ def test_harness_spans_every_operand():
     for buf in ("A", "B", "x0", "x1", "D"):
         assert f"void* {buf} = ait_profile_buffer<" in src
     assert "ait_profiled_gemm(A, B, x0, x1, D, 100, 72, 64, 1," in src
+    assert "stream, workspace, workspace_bytes, nullptr)" in src   # a workspace for stream-K configs
+    assert "nullptr, nullptr, 0, &workspace_bytes);" in src
 
 
 @pytest.mark.cuda

@@ -38,6 +38,7 @@ class Ctx:
         self.views: dict = {}   # Var -> fuse_memory.View, set by generate
         self.prepared: list[str] = []   # create-time expressions, see prepare()
         self.dropped: set = set()       # indices of constants read only in a prepared form
+        self.workspace_queries: list[str] = []  # C expressions setting `need` (cuda: stream-K GEMMs)
 
     def view(self, atom) -> View:
         return self.views.get(atom) or View(atom, 0, contiguous_strides(atom.aval.shape))
@@ -204,7 +205,7 @@ def generate(graph: Graph, backend: str, env: jinja2.Environment, dialect: Diale
                       checks=_input_checks(ctx), dim_values=[dim_expr(s) for s in ctx.symbols],
                       arena_bytes=dim_expr(plan.arena_bytes), pointers=pointers, copies=copies,
                       const_bytes=[str(np.asarray(c).nbytes) for c in graph.consts],
-                      prepared=ctx.prepared, dropped=sorted(ctx.dropped))
+                      prepared=ctx.prepared, dropped=sorted(ctx.dropped), workspace_queries=ctx.workspace_queries)
     return Source(graph, text, info={"arena_bytes": plan.arena_bytes, "plan": plan, "views": mv,
                                      "kernels": [k.name for k in kernels],
                                      "kernel_eqns": [k.comment for k in kernels]})

@@ -13,8 +13,10 @@ class CudaDialect(Dialect):
     math = {"exp": "expf", "log": "logf", "sqrt": "sqrtf", "tanh": "tanhf", "erf": "erff",
             "one_plus_erf": "ait::gpu::one_plus_erf", "abs": "fabsf", "pow": "powf", "max": "ait::gpu::cmax",
             "min": "ait::gpu::cmin"}
-    host_params = ["const int64_t* dims", "cudaStream_t stream"]
-    host_args = ["dims", "stream"]
+    # every kernel's host function takes the run's stream and its GEMM workspace (a region of
+    # the arena; stream-K GEMMs reduce partial tiles there, see cuda/gemm.py)
+    host_params = ["const int64_t* dims", "cudaStream_t stream", "void* workspace", "size_t workspace_bytes"]
+    host_args = ["dims", "stream", "workspace", "workspace_bytes"]
     device_type = 2  # kDLCUDA
 
     def __init__(self, arch: str = "sm_90a"):

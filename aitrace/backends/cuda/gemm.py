@@ -30,12 +30,16 @@ Launch parameters, in order (pointers are device pointers, strides in elements):
   int64_t lda, int64_t ldb, int64_t ldd,
   int64_t batch_stride_a, int64_t batch_stride_b, int64_t batch_stride_d,
   int64_t ld_x<j>, int64_t batch_stride_x<j>   (for each y-shaped extra j, in order),
-  cudaStream_t stream, void* workspace, size_t workspace_bytes
+  cudaStream_t stream, void* workspace, size_t workspace_bytes, size_t* workspace_needed
 A is [M, K] with row stride lda (K contiguous). B is [K, N] with row stride ldb (N contiguous,
 as the IR holds it: CUTLASS LayoutB = RowMajor), or with `b_major="k"` B^T stored [N, K] with
 row stride ldb (ColumnMajor). D [M, N] row stride ldd. The batch is CUTLASS's L mode (a batch
 stride of 0 broadcasts an operand). `gemm_geometry` works these values out for an eqn.
-The workspace may be null/0 for the configs here (persistent tile scheduler: none needed).
+With workspace_needed non-null the function only stores the workspace bytes this problem needs
+there (pointers may be null) and launches nothing. The data-parallel persistent configs need none;
+stream-K and split-K ones (decomposition "streamk", "splitk<N>": CUTLASS's stream-K tile
+scheduler, which spreads the K loop of few output tiles over the SMs and reduces the partial
+tiles through the workspace) do, and the launch refuses a smaller one (cudaErrorInvalidValue).
 """
 from __future__ import annotations
 
@@ -82,32 +86,48 @@ _ACTIVATIONS = ("gelu", "gelu_tanh", "sigmoid", "silu")
 
 @dataclass(frozen=True)
 class GemmConfig:
-    """One kernel configuration: CTA tile (M, N, K), cluster shape, kernel schedule, and the
-    persistent tile scheduler's swizzle and raster order (host-side arguments)."""
+    """One kernel configuration: CTA tile (M, N, K), cluster shape, kernel schedule, the
+    persistent tile scheduler's swizzle and raster order (host-side arguments), and how the
+    problem is cut over the SMs: "dp" (whole output tiles), "streamk" or "splitk<N>" (the K
+    loop too; cooperative schedule only, needs a workspace)."""
     tile: tuple = (128, 256, 64)
     cluster: tuple = (2, 1, 1)
     schedule: str = "cooperative"  # or "pingpong"
     swizzle: int = 1               # 1, 2, 4 or 8
     raster: str = "heuristic"      # or "m", "n"
+    decomposition: str = "dp"      # or "streamk", "splitk2", "splitk4", ...
 
     @property
     def name(self) -> str:
         t, c = self.tile, self.cluster
         return (f"{self.schedule}_{t[0]}x{t[1]}x{t[2]}_c{c[0]}x{c[1]}x{c[2]}"
                 + (f"_s{self.swizzle}" if self.swizzle != 1 else "")
-                + (f"_r{self.raster}" if self.raster != "heuristic" else ""))
+                + (f"_r{self.raster}" if self.raster != "heuristic" else "")
+                + (f"_{self.decomposition}" if self.decomposition != "dp" else ""))
+
+    @property
+    def splits(self) -> int:
+        """K splits of a split-K config (1 otherwise)."""
+        m = re.fullmatch(r"splitk(\d+)", self.decomposition)
+        return int(m.group(1)) if m else 1
+
+    @property
+    def needs_workspace(self) -> bool:
+        return self.decomposition != "dp"
 
     def __str__(self):
         return self.name
 
     @classmethod
     def parse(cls, name: str) -> "GemmConfig":
-        """The config a `name` spells, e.g. cooperative_128x256x64_c2x1x1_s4_rn."""
-        m = re.fullmatch(r"(cooperative|pingpong)_(\d+)x(\d+)x(\d+)_c(\d)x(\d)x(\d)(?:_s(\d+))?(?:_r(m|n))?", name)
+        """The config a `name` spells, e.g. cooperative_128x256x64_c2x1x1_s4_rn_streamk."""
+        m = re.fullmatch(r"(cooperative|pingpong)_(\d+)x(\d+)x(\d+)_c(\d)x(\d)x(\d)(?:_s(\d+))?(?:_r(m|n))?"
+                         r"(?:_(streamk|splitk\d+))?", name)
         if not m:
             raise ValueError(f"not a GEMM config name: {name!r}")
         g = m.groups()
-        return cls(tuple(map(int, g[1:4])), tuple(map(int, g[4:7])), g[0], int(g[7] or 1), g[8] or "heuristic")
+        return cls(tuple(map(int, g[1:4])), tuple(map(int, g[4:7])), g[0], int(g[7] or 1), g[8] or "heuristic",
+                   g[9] or "dp")
 
 
 # Candidates for the profiler; the first is the default (large GEMMs).
@@ -118,6 +138,9 @@ CONFIGS = (
     GemmConfig((128, 128, 64), (1, 1, 1), "cooperative"),
     GemmConfig((128, 128, 64), (2, 1, 1), "pingpong"),
     GemmConfig((64, 128, 64), (1, 1, 1), "pingpong"),
+    # few output tiles (a batch-1 transformer's M = 128 rows): the K loop spread over the SMs too
+    GemmConfig((128, 128, 64), (1, 1, 1), "cooperative", decomposition="streamk"),
+    GemmConfig((128, 64, 64), (1, 1, 1), "cooperative", decomposition="streamk"),
 )
 DEFAULT_CONFIG = CONFIGS[0]
 
@@ -382,6 +405,10 @@ def gemm_kernel(name: str, eqn, config: GemmConfig | None = None, b_major: str =
         raise ValueError(f"unknown schedule {config.schedule!r}")
     if config.swizzle not in (1, 2, 4, 8) or config.raster not in _RASTER:
         raise ValueError(f"bad scheduler options in {config}")
+    if config.decomposition != "dp" and (config.schedule != "cooperative" or
+                                         not re.fullmatch(r"streamk|splitk([2-9]|[1-9]\d+)", config.decomposition)):
+        raise ValueError(f"{config}: stream-K / split-K need the cooperative schedule "
+                         "(decomposition 'streamk' or 'splitk<N>', N >= 2)")
     if b_major not in ("n", "k"):
         raise ValueError(f"b_major must be 'n' or 'k', got {b_major!r}")
     a, b = eqn.invars[:2]
@@ -403,7 +430,7 @@ def gemm_kernel(name: str, eqn, config: GemmConfig | None = None, b_major: str =
     for o in operands:
         if o.kind == "full":
             params += [f"int64_t ld_x{o.index}", f"int64_t batch_stride_x{o.index}"]
-    params += ["cudaStream_t stream", "void* workspace", "size_t workspace_bytes"]
+    params += ["cudaStream_t stream", "void* workspace", "size_t workspace_bytes", "size_t* workspace_needed"]
 
     kernel_schedule, epilogue_schedule = _SCHEDULES[config.schedule]
     summary = (f"{dtypes.short_name(ta)}[M,K] @ {dtypes.short_name(ta)}"
@@ -423,6 +450,8 @@ def gemm_kernel(name: str, eqn, config: GemmConfig | None = None, b_major: str =
         ptr_c=f"static_cast<ElementC const*>(x{src.index})" if src else "nullptr",
         a_bytes=ta.itemsize, tile=config.tile, cluster=config.cluster, swizzle=config.swizzle,
         raster=_RASTER[config.raster],
+        tile_scheduler="cutlass::gemm::StreamKScheduler" if config.needs_workspace else "void",
+        decomposition={"dp": None, "streamk": "StreamK"}.get(config.decomposition, "SplitK"), splits=config.splits,
         kernel_schedule=kernel_schedule, epilogue_schedule=epilogue_schedule,
         functors=evt.functors, node_decls=node_decls, root=root, evt_args=evt_args, params=params)
     return GemmKernel(name, definition, params, operands, config, b_major, evt_desc,

@@ -73,11 +73,17 @@ def _cutlass(ctx, e, kname):
             defined.add(name)
         names.append(name)
     ptrs = [ctx.name(a) for a in e.invars[:2]] + [ctx.name(v) for v in e.invars[2:]] + [ctx.name(e.outvars[0])]
-    args = ", ".join(ptrs + [ctx.dim(d) for d in geo.args()] + ["stream", "nullptr", "0"])
+    dims = [ctx.dim(d) for d in geo.args()]
+    sm90 = kernels is gemm  # (its launch also answers workspace queries)
+    args = ", ".join(ptrs + dims + ["stream", "workspace", "workspace_bytes"] + (["nullptr"] if sm90 else []))
     launch = f"{names[-1]}({args})"
     rows = ctx.dim(shapes.prod([geo.M, geo.batch]))
     for (bound, _), name in reversed(list(zip(choices[:-1], names[:-1]))):
         launch = launch if launch.startswith(name + "(") else f"({rows} <= {bound} ? {name}({args}) : {launch})"
+    # the workspace of stream-K / split-K configs, asked of the kernel before the run
+    queries = [f"{name}({', '.join(['nullptr'] * len(ptrs) + dims)}, nullptr, nullptr, 0, &need)"
+               for (_, config), name in zip(choices, names) if config is not None and config.needs_workspace]
+    ctx.workspace_queries.extend(q for q in queries if q not in ctx.workspace_queries)
     return definition, launch
 
 

@@ -206,7 +206,14 @@ def harness_source(eqn, b_major: str, config: GemmConfig, args: list) -> str:
     alloc = "\n  ".join(f"void* {name} = ait_profile_buffer<{CUTLASS_TYPES[dt]}>({n}, {i + 1}u); bufs.push_back({name});"
                         for i, (name, dt, n) in enumerate(spans))
     ptrs = ", ".join(name for name, _, _ in spans)
-    launch = f"ait_profiled_gemm({ptrs}, {', '.join(map(str, args))}, stream, nullptr, 0)"
+    dims = ", ".join(map(str, args))
+    nulls = ", ".join(["nullptr"] * len(spans))
+    alloc += (f"\n  size_t workspace_bytes = 0;  // stream-K / split-K configs reduce through it"
+              f"\n  ait_profiled_gemm({nulls}, {dims}, nullptr, nullptr, 0, &workspace_bytes);"
+              "\n  void* workspace = nullptr;"
+              "\n  if (workspace_bytes && cudaMalloc(&workspace, workspace_bytes) != cudaSuccess) return int(cudaErrorMemoryAllocation);"
+              "\n  if (workspace) bufs.push_back(workspace);")
+    launch = f"ait_profiled_gemm({ptrs}, {dims}, stream, workspace, workspace_bytes, nullptr)"
     return k.definition + _HARNESS.replace("{{ALLOC}}", alloc).replace("{{LAUNCH}}", launch)
 
 

@@ -469,6 +469,23 @@ struct StreamOrder {
   }
 };
 
+// The GEMM workspace a run needs (stream-K GEMMs), asked of their kernels once per tuple of
+// dynamic dims: `query()` returns the bytes.
+struct WorkspaceSize {
+  std::vector<int64_t> dims;
+  size_t bytes = 0;
+  bool known = false;
+  template <class Query>
+  size_t bytes_for(const int64_t* d, int n, Query query) {
+    if (!known || !std::equal(d, d + n, dims.begin())) {
+      dims.assign(d, d + n);
+      bytes = query();
+      known = true;
+    }
+    return bytes;
+  }
+};
+
 // Per-kernel GPU time of a library built with kernel timing (AITRACE_KERNEL_TIMES=1): an event
 // pair around each kernel on the run's stream; after the run, the elapsed times are added to
 // `total_ns` (the library's table, read and reset by ait_kernel_times). Runs without CUDA graphs,
