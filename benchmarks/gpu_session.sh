@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# What a GPU session runs on the device machine, in parts that each fit one 10-minute call:
+#   source .whl/prelude.sh && bash benchmarks/gpu_session.sh tests-a   (then tests-b, models, profile)
+# Logs and JSON go to $OUT (the device tool brings them back); every step has its own timeout so
+# a hang still leaves the log of what ran.
+#   tests-a   the GPU tests of the op suite, sm80 GEMMs/convs, ops, profiler and convs (issue 6)
+#   tests-b   graphs, attention, fused forms, backend, GEMM compile+run, and compute-sanitizer
+#   models    gpu_models.py at batch 1 (heuristic configs) with per-kernel times, and gpu_gemm.py
+#   profile   gpu_models.py with AITRACE_PROFILE=1 (stream-K candidates included) for BERT bs1
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-/tmp/ait-gpu-out}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+step=${1:?usage: gpu_session.sh tests-a|tests-b|models|profile}
+case "$step" in
+  tests-a)
+    AITRACE_PROFILE=0 timeout -s INT 540 python -m pytest -q -m cuda -n 16 -rfE --durations=20 \
+      tests/test_cuda_op_suite.py tests/test_cuda_gemm_sm80.py tests/test_cuda_ops.py \
+      tests/test_cuda_profiler.py tests/test_cuda_conv.py tests/test_cuda_conv_sm80.py 2>&1 | tee "$out/tests-a.log" ;;
+  tests-b)
+    AITRACE_PROFILE=0 timeout -s INT 360 python -m pytest -q -m cuda -n 16 -rfE \
+      tests/test_cuda_graphs.py tests/test_cuda_attention.py tests/test_cuda_fused_forms.py \
+      tests/test_cuda_backend.py tests/test_cuda_gemm_compile.py 2>&1 | tee "$out/tests-b.log"
+    for tool in memcheck racecheck; do
+      AITRACE_PROFILE=0 timeout -s INT 90 compute-sanitizer --tool $tool --error-exitcode 3 \
+        python -m pytest -q -m cuda -x tests/test_cuda_attention.py tests/test_cuda_graphs.py \
+        -k "flash_matches or new_tensors" 2>&1 | tail -20 | tee "$out/sanitizer-$tool.log"
+    done ;;
+  models)
+    (cd benchmarks && AITRACE_PROFILE=0 timeout -s INT 420 python gpu_models.py --batches 1 --repeat 50 \
+      --kernel-times 10 --json "$out/gpu_models_bs1.json" 2>&1 | tee "$out/models.log")
+    (cd benchmarks && AITRACE_PROFILE=0 timeout -s INT 150 python gpu_gemm.py --quick --json "$out/gpu_gemm.json" 2>&1 | tee "$out/gemm.log") ;;
+  profile)
+    (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT 540 python gpu_models.py --models bert --batches 1 \
+      --repeat 50 --kernel-times 10 --no-compile 2>&1 | tee "$out/profile.log") ;;
+  *) echo "unknown step $step" >&2; exit 2 ;;
+esac
