@@ -37,7 +37,6 @@ class Ctx:
         self.includes: set[str] = set()
         self.views: dict = {}   # Var -> fuse_memory.View, set by generate
         self.prepared: list[str] = []   # create-time expressions, see prepare()
-        self.dropped: set = set()       # indices of constants read only in a prepared form
         self.workspace_queries: list[str] = []  # C expressions setting `need` (cuda: stream-K GEMMs)
 
     def view(self, atom) -> View:
@@ -78,6 +77,17 @@ class Ctx:
         if v.root in self.graph.constvars:
             return self.graph.constvars.index(v.root), v.offset
         return None
+
+    def const_reads(self, pairs) -> tuple[set, set]:
+        """(constants the kernels read only in a prepared form, constants read as they are) over
+        (Kernel, eqn) pairs: a kernel's info["reads_only_prepared"] names the former."""
+        only, other = set(), set()
+        for k, e in pairs:
+            for a in e.invars:
+                root = self.const_root(a)
+                if root is not None:
+                    (only if root[0] in k.info.get("reads_only_prepared", ()) else other).add(root[0])
+        return only, other
 
     def prepare(self, expr: str) -> str:
         """Register a derived constant computed once at create: `expr` is a C++ expression of
@@ -156,7 +166,7 @@ def generate(graph: Graph, backend: str, env: jinja2.Environment, dialect: Diale
     plan = plan_memory(graph, root=mv.root())
     table = LOWERINGS.get(backend, {})
     pointers, views, kernels, copies = [], [], [], []
-    droppable, kept = set(), set()
+    lowered = []  # (Kernel, eqn)
     for i, v in enumerate(graph.invars):
         pointers.append(f"const {ctx.storage(v)}* {ctx.name(v)} = ait::tensor_data<const {ctx.storage(v)}>(in[{i}]);")
     for i, v in enumerate(graph.constvars):
@@ -190,22 +200,18 @@ def generate(graph: Graph, backend: str, env: jinja2.Environment, dialect: Diale
         k.comment = k.comment or ctx.eqn_text(e)
         ctx.includes.update(k.includes)
         kernels.append(k)
-        for a in e.invars:  # constants read at run time (not only in a form prepared at create)
-            root = ctx.const_root(a)
-            if root is not None:
-                (droppable if root[0] in k.info.get("reads_only_prepared", ()) else kept).add(root[0])
-    for v in graph.outvars:
-        root = ctx.const_root(v)
-        if root is not None:
-            kept.add(root[0])
-    ctx.dropped = droppable - kept
+        lowered.append((k, e))
+    # a constant read at run time only in the form prepared at create is freed after that;
+    # one that is an output is copied out at the end, so it stays
+    droppable, kept = ctx.const_reads(lowered)
+    kept |= {r[0] for r in map(ctx.const_root, graph.outvars) if r is not None}
     pointers += views
     text = ctx.render(model_template, backend=backend, **template_args, graph_text=ctx.graph_text, kernels=kernels,
                       includes=sorted(ctx.includes), inputs=graph.invars, outputs=graph.outvars,
                       checks=_input_checks(ctx), dim_values=[dim_expr(s) for s in ctx.symbols],
                       arena_bytes=dim_expr(plan.arena_bytes), pointers=pointers, copies=copies,
                       const_bytes=[str(np.asarray(c).nbytes) for c in graph.consts],
-                      prepared=ctx.prepared, dropped=sorted(ctx.dropped), workspace_queries=ctx.workspace_queries)
+                      prepared=ctx.prepared, dropped=sorted(droppable - kept), workspace_queries=ctx.workspace_queries)
     return Source(graph, text, info={"arena_bytes": plan.arena_bytes, "plan": plan, "views": mv,
                                      "kernels": [k.name for k in kernels],
                                      "kernel_eqns": [k.comment for k in kernels]})

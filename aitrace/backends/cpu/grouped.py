@@ -59,7 +59,7 @@ _VIEWS = dict(reads=_reads, writes=_writes) if hasattr(_registry, "STRIDED") els
 @lowering("cpu", "grouped", **_VIEWS)
 def lower_grouped(ctx, e, kname: str) -> Kernel:
     table = LOWERINGS["cpu"]
-    members, members_eqns = [], []
+    members, lowered = [], []
     for j, m in enumerate(e.params["graph"].eqns):
         if m.prim.name not in table:
             raise NotImplementedError(f"the cpu backend has no lowering for {m.prim.name!r} "
@@ -68,7 +68,7 @@ def lower_grouped(ctx, e, kname: str) -> Kernel:
         k.comment = k.comment or ctx.eqn_text(m)
         factor, count, alone = _cost(m)
         members.append((k, (factor, count), alone))
-        members_eqns.append((k, (factor, count), alone, m))
+        lowered.append((k, m))
     members.sort(key=lambda t: -t[1][0] * _representative(t[1][1]))  # largest first: dynamic scheduling balances
     n = len(members)
     defs = "".join(f"// {k.comment}\n{k.definition}\n" for k, _, _ in members)
@@ -105,13 +105,7 @@ def lower_grouped(ctx, e, kname: str) -> Kernel:
 }}
 """
     includes = tuple(sorted({"ait/common.h", *(inc for k, _, _ in members for inc in k.includes)}))
-    # a constant is read only in prepared form if every member reading it says so
-    only, other = set(), set()
-    for k, _, _, m in members_eqns:
-        for a in m.invars:
-            root = ctx.const_root(a)
-            if root is not None:
-                (only if root[0] in k.info.get("reads_only_prepared", ()) else other).add(root[0])
+    only, other = ctx.const_reads(lowered)  # prepared-only where every member reading it says so
     info = {"reads_only_prepared": only - other}
     return Kernel(kname, defs + body, ctx.call(kname, e, "prepared" if takes_prepared else ""), includes=includes,
                   info=info)

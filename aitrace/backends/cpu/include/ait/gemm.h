@@ -462,16 +462,8 @@ inline ThreadBuffers& thread_buffers() {
 // The depth block gemm_region packs B in for a reduction of K (balanced blocks <= kKC).
 inline int64_t depth_block(int64_t K) { return round_up(ceil_div(K, ceil_div(K, kKC)), 8); }
 
-// B [K, N] packed whole, as gemm_region packs it per call: depth block [pc, pc + kc) at
-// dst + pc * round_up(N, kNR), in micro-panels of kNR columns (kc x kNR floats each, zero-padded).
-template <typename T>
-void pack_B_whole(const T* B, int64_t rs, int64_t cs, int64_t K, int64_t N, float* dst) {
-  const int64_t KC = depth_block(K), np = round_up(N, kNR);
-  for (int64_t pc = 0; pc < K; pc += KC) pack_B<T>(B + pc * rs, rs, cs, std::min(KC, K - pc), N, dst + pc * np);
-}
-
 // One thread's rectangle [m0, m1) x [n0, n1) of output batch `bi`. Bp: B packed whole
-// (pack_B_whole, N columns in all), or null to pack B's blocks here.
+// (ait::pack_gemm_b, N columns in all), or null to pack B's blocks here.
 template <typename TA, typename TB, typename Epi>
 void gemm_region(int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K,
                  const TA* A, int64_t ars, int64_t acs, const TB* B, int64_t brs, int64_t bcs,
@@ -501,7 +493,7 @@ void gemm_region(int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int
   }
 
   float* apack = tb.a.get(size_t(MC * KC));
-  float* bpack = Bp ? nullptr : tb.b.get(size_t(NC * KC));
+  float* bbuf = Bp ? nullptr : tb.b.get(size_t(NC * KC));  // B's block packed per call
   float* cbuf = nkb > 1 ? tb.c.get(size_t(std::min(MB, m1 - m0) * NC)) : nullptr;
 
   for (int64_t jc = n0; jc < n1; jc += NC) {
@@ -512,8 +504,8 @@ void gemm_region(int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = std::min(KC, K - pc);
         const bool first = pc == 0, last = pc + kc == K;
-        if (Bp) bpack = const_cast<float*>(Bp + pc * np + jc * kc);  // read only
-        else pack_B<TB>(B + pc * brs + jc * bcs, brs, bcs, kc, nc, bpack);
+        if (!Bp) pack_B<TB>(B + pc * brs + jc * bcs, brs, bcs, kc, nc, bbuf);
+        const float* bpack = Bp ? Bp + pc * np + jc * kc : bbuf;
         for (int64_t ic = mb; ic < mbe; ic += MC) {
           const int64_t mc = std::min(MC, mbe - ic);
           pack_A<TA>(A + ic * ars + pc * acs, ars, acs, mc, kc, apack);
@@ -791,10 +783,14 @@ inline int64_t packed_b_floats(int64_t K, int64_t N) {
   return K * gemm_detail::round_up(N, gemm_detail::kNR);
 }
 // Packs B [K, N] (element strides rs, cs) into dst (packed_b_floats(K, N) floats, 64-byte
-// aligned), once, for a B that many gemm calls share (a model's constant weight).
+// aligned), once, for a B that many gemm calls share (a model's constant weight): as gemm_region
+// packs it per call, depth block [pc, pc + kc) at dst + pc * round_up(N, kNR), in micro-panels of
+// kNR columns (kc x kNR floats each, zero-padded).
 template <typename T>
 void pack_gemm_b(const T* B, int64_t rs, int64_t cs, int64_t K, int64_t N, float* dst) {
-  gemm_detail::pack_B_whole<T>(B, rs, cs, K, N, dst);
+  using namespace gemm_detail;
+  const int64_t KC = depth_block(K), np = round_up(N, kNR);
+  for (int64_t pc = 0; pc < K; pc += KC) pack_B<T>(B + pc * rs, rs, cs, std::min(KC, K - pc), N, dst + pc * np);
 }
 
 // C[b][i][j] = epi(sum_k A[b][i][k] * B[b][k][j]) for b < batch (see the top of this file).
