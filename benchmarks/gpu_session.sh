@@ -5,6 +5,7 @@
 # a hang still leaves the log of what ran.
 #   tests-a   the GPU tests of the op suite, sm80 GEMMs/convs, ops, profiler and convs (issue 6)
 #   tests-b   graphs, attention, fused forms, backend, GEMM compile+run, and compute-sanitizer
+#   rerun     the GEMM compile+run and attention tests, and compute-sanitizer (after fixing tests-b)
 #   models    gpu_models.py at batch 1 (heuristic configs) with per-kernel times, and gpu_gemm.py
 #   profile   gpu_models.py with AITRACE_PROFILE=1 (stream-K candidates included) for BERT bs1
 set -uo pipefail
@@ -12,7 +13,16 @@ cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/ait-gpu-out}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-step=${1:?usage: gpu_session.sh tests-a|tests-b|models|profile}
+step=${1:?usage: gpu_session.sh tests-a|tests-b|rerun|models|profile}
+# compute-sanitizer over fixed-size tests (no hypothesis: its examples would multiply the run):
+# flash attention at odd sizes, graph replay with new tensors, long-row fused norms, grouped GEMMs
+sanitize() {
+  for tool in memcheck racecheck; do
+    AITRACE_PROFILE=0 timeout -s INT 150 compute-sanitizer --tool $tool --error-exitcode 3 \
+      python -m pytest -q -m cuda tests/test_cuda_attention.py tests/test_cuda_graphs.py tests/test_cuda_fused_forms.py \
+      -k "flash_odd_sizes or new_tensors or rows_too_long or grouped_matmuls" 2>&1 | tail -20 | tee "$out/sanitizer-$tool.log"
+  done
+}
 case "$step" in
   tests-a)
     AITRACE_PROFILE=0 timeout -s INT 540 python -m pytest -q -m cuda -n 16 -rfE --durations=20 \
@@ -22,11 +32,14 @@ case "$step" in
     AITRACE_PROFILE=0 timeout -s INT 360 python -m pytest -q -m cuda -n 16 -rfE \
       tests/test_cuda_graphs.py tests/test_cuda_attention.py tests/test_cuda_fused_forms.py \
       tests/test_cuda_backend.py tests/test_cuda_gemm_compile.py 2>&1 | tee "$out/tests-b.log"
-    for tool in memcheck racecheck; do
-      AITRACE_PROFILE=0 timeout -s INT 90 compute-sanitizer --tool $tool --error-exitcode 3 \
-        python -m pytest -q -m cuda -x tests/test_cuda_attention.py tests/test_cuda_graphs.py \
-        -k "flash_matches or new_tensors" 2>&1 | tail -20 | tee "$out/sanitizer-$tool.log"
-    done ;;
+    sanitize ;;
+  rerun)   # after fixes: the GEMM compile+run tests, the attention tests without xdist, sanitizers
+    AITRACE_PROFILE=0 timeout -s INT 300 python -m pytest -q -m cuda -n 8 -rfE tests/test_cuda_gemm_compile.py \
+      > "$out/rerun-gemm.log" 2>&1 &
+    AITRACE_PROFILE=0 timeout -s INT 300 python -m pytest -q -m cuda -rfE tests/test_cuda_attention.py \
+      > "$out/rerun-attention.log" 2>&1 &
+    sanitize
+    wait; tail -5 "$out"/rerun-*.log ;;
   models)
     (cd benchmarks && AITRACE_PROFILE=0 timeout -s INT 420 python gpu_models.py --batches 1 --repeat 50 \
       --kernel-times 10 --json "$out/gpu_models_bs1.json" 2>&1 | tee "$out/models.log")

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import aitrace as ait
 from conftest import assert_close
+from test_cuda_backend import cuda_array, host
 
 S = ait.ShapeDtype
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
@@ -131,12 +132,7 @@ def _jitted(dtype, d):
     return _LIBS[dtype, d]
 
 
-@pytest.mark.cuda
-@settings(deadline=None)
-@given(st.sampled_from([F16, BF16]), st.sampled_from([64, 128]), st.integers(1, 3), st.integers(1, 4),
-       st.integers(1, 300), st.integers(1, 300), st.integers(1, 200), st.integers(0, 2**31 - 1))
-def test_flash_matches_reference(dtype, d, b, h, sq, sk, s, seed):
-    from test_cuda_backend import cuda_array, host
+def _check_flash(dtype, d, b, h, sq, sk, s, seed):
     rng = np.random.default_rng(seed)
     normal = lambda *shape: rng.standard_normal(shape).astype(np.float32).astype(dtype)  # noqa: E731
     add = normal(1, h, sq, sk)
@@ -152,3 +148,18 @@ def test_flash_matches_reference(dtype, d, b, h, sq, sk, s, seed):
             assert_close(host(g), w, dtype)
         except AssertionError as err:
             raise AssertionError(f"{name}: {err}") from None
+
+
+@pytest.mark.cuda
+@settings(deadline=None)
+@given(st.sampled_from([F16, BF16]), st.sampled_from([64, 128]), st.integers(1, 3), st.integers(1, 4),
+       st.integers(1, 300), st.integers(1, 300), st.integers(1, 200), st.integers(0, 2**31 - 1))
+def test_flash_matches_reference(dtype, d, b, h, sq, sk, s, seed):
+    _check_flash(dtype, d, b, h, sq, sk, s, seed)
+
+
+# fixed odd sizes (partial q and k blocks everywhere): the compute-sanitizer subset
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype,d", [(F16, 64), (BF16, 128)])
+def test_flash_odd_sizes(dtype, d):
+    _check_flash(dtype, d, 2, 3, 77, 131, 45, 0)

@@ -17,6 +17,7 @@ import aitrace as ait
 from aitrace.backends.cuda import conv as cc
 from aitrace.backends.cuda import gemm as cg
 from conv_cases import conv_weights, random_convs
+from test_cuda_backend import check, cuda_array
 
 S = ait.ShapeDtype
 f16, bf16 = ait.float16, ait.bfloat16
@@ -161,7 +162,6 @@ def test_model_compiles_for_sm90a_without_wgmma_serialization(tmp_path):
 # On a GPU: the cuda backend against the reference
 
 def _check(fn, *args, dtype, convs):
-    from test_cuda_backend import check
     low = ait.jit(fn, backend="cuda").lower(*args)
     assert low.source.count("cutlass_status = cutlass_conv_") == convs  # CUTLASS tried first for each
     check(fn, *args, dtype=dtype)
@@ -210,7 +210,6 @@ def test_convs_match_reference(dtype, cases):
 def test_cutlass_kernel_runs_on_the_gpu():
     """The CUTLASS convolution (not the direct fallback) is what runs for supported sizes."""
     torch = pytest.importorskip("torch")
-    from test_cuda_backend import cuda_array
     r = np.random.default_rng(2)
     w, b = conv_weights(r, 64, 3, 3, 32, f16)
     f = ait.jit(lambda x: ait.relu(ait.conv2d(x, w, b, padding=1)), backend="cuda")

@@ -15,6 +15,7 @@ import aitrace as ait
 from aitrace.backends.cuda import conv_sm80, nvcc
 from aitrace.backends.cuda.gemm import cutlass_include_dir
 from conftest import assert_close
+from test_cuda_gemm_sm80 import _device, _host
 from conv_cases import conv_weights, random_convs
 
 S = ait.ShapeDtype
@@ -113,7 +114,6 @@ def _run(fn, args, dtype, convs, cutlass=True):
     """fn on the cuda backend (sm_80) against the reference; asserts that each conv tried the
     CUTLASS conv first and whether it ran (where the profiler sees kernels)."""
     torch = pytest.importorskip("torch")
-    from test_cuda_gemm_sm80 import _device, _host
     f = ait.jit(fn, backend="cuda", arch="sm_80")
     assert f.lower(*args).source.count("cutlass_status = cutlass_conv_sm80_") == convs
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:

@@ -17,6 +17,7 @@ from aitrace.backends.cuda import flags, gemm_sm80, nvcc
 from aitrace.backends.cuda.gemm import cutlass_include_dir
 from aitrace.passes import DEFAULT_PIPELINE, fuse_horizontal
 from conftest import assert_close
+from test_cuda_backend import tiny_models
 
 S = ait.ShapeDtype
 M = ait.Dim("rows", max=4096)  # (a Dim named M would clash with the SIMT kernel's locals)
@@ -256,7 +257,6 @@ def test_sizes_cutlass_refuses_at_run_time_fall_back():
 
 @pytest.mark.cuda
 def test_bert_built_for_sm80_matches_the_cpu():
-    from test_cuda_backend import tiny_models
     model, args = tiny_models(f16)["bert"]
     want = ait.jit(model, backend="cpu")(*args)
     f = ait.jit(model, backend="cuda", arch="sm_80")
