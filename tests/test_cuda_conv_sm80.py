@@ -15,8 +15,8 @@ import aitrace as ait
 from aitrace.backends.cuda import conv_sm80, nvcc
 from aitrace.backends.cuda.gemm import cutlass_include_dir
 from conftest import assert_close
-from test_cuda_gemm_sm80 import _device, _host
 from conv_cases import conv_weights, random_convs
+from test_cuda_gemm_sm80 import _device, _host
 
 S = ait.ShapeDtype
 f16, bf16 = ait.float16, ait.bfloat16
