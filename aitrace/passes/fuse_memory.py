@@ -63,11 +63,12 @@ def rows_uniform(shape, strides):
         return None
     if len(shape) == 1:
         return shape[-1]
-    ld = strides[-2]
-    for d in range(len(shape) - 2):
-        if not (shapes.equal(shape[d], 1) or shapes.equal(strides[d], strides[d + 1] * shape[d + 1])):
+    # a size-1 axis is never stepped along, so its stride (any value a view gave it) is free
+    lead = [d for d in range(len(shape) - 1) if not shapes.equal(shape[d], 1)]
+    for outer, inner in zip(lead, lead[1:]):
+        if not shapes.equal(strides[outer], strides[inner] * shape[inner]):
             return None
-    return ld
+    return strides[lead[-1]] if lead else strides[-2]
 
 
 def _ratio(a, b):
