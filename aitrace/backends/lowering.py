@@ -93,9 +93,13 @@ def legalizer(backend: str, *prims: str):
 
 
 def legalize(graph, backend: str):
+    """The graph with the backend's legalizers applied; what a rewrite computes from constants
+    alone (a weight re-laid out or padded) is folded at build time."""
     from ..passes.rewrite import rewrite_eqns
+    from ..passes.simplify import fold_constants
     table = LEGALIZERS.get(backend, {})
-    return rewrite_eqns(graph, lambda e: table[e.prim.name](e) if e.prim.name in table else None)
+    out = rewrite_eqns(graph, lambda e: table[e.prim.name](e) if e.prim.name in table else None)
+    return graph if out is graph else fold_constants(out)
 
 
 def load_lowerings(package: str, path) -> None:

@@ -134,19 +134,44 @@ def _fold_batch_norm(b: _Builder, e: Eqn):
     return True
 
 
+def _fold(b: _Builder, e: Eqn) -> bool:
+    """Evaluates an eqn of constants (static shapes, no sub-graph) into constants."""
+    vals = [b.value(a) for a in e.invars]
+    static = all(isinstance(d, int) for v in e.outvars for d in v.aval.shape)
+    if not (e.invars and static and all(v is not None for v in vals) and "graph" not in e.params):
+        return False
+    outs = e.prim.impl(*vals, **{k: substitute(v, {}) for k, v in e.params.items()})
+    outs = outs if e.prim.multiple_results else (outs,)
+    if not all(np.shape(o) == tuple(v.aval.shape) for o, v in zip(outs, e.outvars)):
+        return False
+    for o, v in zip(outs, e.outvars):
+        b.subst[v] = b.const(o, v)
+    return True
+
+
+def fold_constants(graph: Graph) -> Graph:
+    """Constant folding alone (for graphs past fusion, such as a backend's legalized one: the
+    other rules of simplify are for unfused graphs); the graph itself where nothing folds."""
+    b = _Builder(graph)
+    folded = False
+    for e in graph.eqns:
+        e = Eqn(e.prim, [b.read(a) for a in e.invars], e.outvars, e.params)
+        if _fold(b, e):
+            folded = True
+        else:
+            b.emit(e)
+    if not folded:
+        return graph
+    outvars = [b.read(v) for v in graph.outvars]
+    return dce(Graph(graph.invars, b.constvars, [b.consts[v] for v in b.constvars], b.eqns, outvars))
+
+
 def simplify(graph: Graph) -> Graph:
     b = _Builder(graph)
     for e in graph.eqns:
         e = Eqn(e.prim, [b.read(a) for a in e.invars], e.outvars, e.params)
-        vals = [b.value(a) for a in e.invars]
-        static = all(isinstance(d, int) for v in e.outvars for d in v.aval.shape)
-        if e.invars and static and all(v is not None for v in vals) and "graph" not in e.params:
-            outs = e.prim.impl(*vals, **{k: substitute(v, {}) for k, v in e.params.items()})
-            outs = outs if e.prim.multiple_results else (outs,)
-            if all(shapes.equal(np.shape(o), v.aval.shape) for o, v in zip(outs, e.outvars)):
-                for o, v in zip(outs, e.outvars):
-                    b.subst[v] = b.const(o, v)
-                continue
+        if _fold(b, e):
+            continue
         e = _merge_layout(b, e)
         same = _identity(b, e)
         if same is not None:
