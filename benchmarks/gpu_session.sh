@@ -7,13 +7,15 @@
 #   tests-b   graphs, attention, fused forms, backend, GEMM compile+run, and compute-sanitizer
 #   rerun     the GEMM compile+run and attention tests, and compute-sanitizer (after fixing tests-b)
 #   models    gpu_models.py at batch 1 (heuristic configs) with per-kernel times, and gpu_gemm.py
-#   profile   gpu_models.py with AITRACE_PROFILE=1 (stream-K candidates included) for BERT bs1
+#   profile   gpu_models.py with AITRACE_PROFILE=1 (stream-K candidates included) for BERT bs1, then
+#             every candidate's time from the profile database
+#   stems     the few-channel conv tests, then ResNet-50 and ViT-B/16 at batch 1 with kernel times
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/ait-gpu-out}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-step=${1:?usage: gpu_session.sh tests-a|tests-b|rerun|models|profile}
+step=${1:?usage: gpu_session.sh tests-a|tests-b|rerun|models|profile|stems}
 # compute-sanitizer over fixed-size tests (no hypothesis: its examples would multiply the run):
 # flash attention at odd sizes, graph replay with new tensors, long-row fused norms, grouped GEMMs
 sanitize() {
@@ -46,6 +48,18 @@ case "$step" in
     (cd benchmarks && AITRACE_PROFILE=0 timeout -s INT 150 python gpu_gemm.py --quick --json "$out/gpu_gemm.json" 2>&1 | tee "$out/gemm.log") ;;
   profile)
     (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT 540 python gpu_models.py --models bert --batches 1 \
-      --repeat 50 --kernel-times 10 --no-compile 2>&1 | tee "$out/profile.log") ;;
+      --repeat 50 --kernel-times 10 --no-compile 2>&1 | tee "$out/profile.log")
+    python - <<'PY' 2>&1 | tee "$out/profile-db.log"
+import json, sqlite3
+from aitrace.runtime.cache import cache_dir
+for shape, config, ms, t in sqlite3.connect(cache_dir() / "profile.sqlite").execute(
+        "SELECT shape, config, ms, timings FROM winners"):
+    print(shape, "->", config, f"{ms * 1e3:.1f} us;", ", ".join(f"{k} {v * 1e3:.1f}" for k, v in sorted(json.loads(t).items(), key=lambda kv: kv[1])))
+PY
+    ;;
+  stems)
+    AITRACE_PROFILE=0 timeout -s INT 150 python -m pytest -q -m cuda -rfE tests/test_cuda_few_channels.py 2>&1 | tail -15 | tee "$out/few-channels.log"
+    (cd benchmarks && AITRACE_PROFILE=0 timeout -s INT 240 python gpu_models.py --models resnet,vit --batches 1 --repeat 50 \
+      --kernel-times 10 --json "$out/gpu_models_stems.json" 2>&1 | tee "$out/stems.log") ;;
   *) echo "unknown step $step" >&2; exit 2 ;;
 esac
