@@ -47,7 +47,7 @@ case "$step" in
       --kernel-times 10 --json "$out/gpu_models_bs1.json" 2>&1 | tee "$out/models.log")
     (cd benchmarks && AITRACE_PROFILE=0 timeout -s INT 150 python gpu_gemm.py --quick --json "$out/gpu_gemm.json" 2>&1 | tee "$out/gemm.log") ;;
   profile)
-    (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT 540 python gpu_models.py --models bert --batches 1 \
+    (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT "${PROFILE_LIMIT:-540}" python gpu_models.py --models bert --batches 1 \
       --repeat 50 --kernel-times 10 --no-compile 2>&1 | tee "$out/profile.log")
     python - <<'PY' 2>&1 | tee "$out/profile-db.log"
 import json, sqlite3
