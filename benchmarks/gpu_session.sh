@@ -10,12 +10,14 @@
 #   profile   gpu_models.py with AITRACE_PROFILE=1 (stream-K candidates included) for BERT bs1, then
 #             every candidate's time from the profile database
 #   stems     the few-channel conv tests, then ResNet-50 and ViT-B/16 at batch 1 with kernel times
+#   gemms     gpu_gemm.py --quick with the profiler on (graph-timed candidates): the bs1 model GEMMs
+#             and ResNet's slow bs1 convs as GEMMs over their patches, against cuBLAS
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/ait-gpu-out}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-step=${1:?usage: gpu_session.sh tests-a|tests-b|rerun|models|profile|stems}
+step=${1:?usage: gpu_session.sh tests-a|tests-b|rerun|models|profile|stems|gemms}
 # compute-sanitizer over fixed-size tests (no hypothesis: its examples would multiply the run):
 # flash attention at odd sizes, graph replay with new tensors, long-row fused norms, grouped GEMMs
 sanitize() {
@@ -61,5 +63,7 @@ PY
     AITRACE_PROFILE=0 timeout -s INT 150 python -m pytest -q -m cuda -rfE tests/test_cuda_few_channels.py 2>&1 | tail -15 | tee "$out/few-channels.log"
     (cd benchmarks && AITRACE_PROFILE=0 timeout -s INT 240 python gpu_models.py --models resnet,vit --batches 1 --repeat 50 \
       --kernel-times 10 --json "$out/gpu_models_stems.json" 2>&1 | tee "$out/stems.log") ;;
+  gemms)
+    (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT 420 python gpu_gemm.py --quick --json "$out/gpu_gemm.json" 2>&1 | tee "$out/gemm.log") ;;
   *) echo "unknown step $step" >&2; exit 2 ;;
 esac
