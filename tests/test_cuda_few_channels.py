@@ -88,6 +88,11 @@ def test_the_two_forms():
     assert conv.params["base"] == "conv2d" and conv.invars[1] in lg.constvars
     assert conv.invars[0].aval.shape == (1, 32, 32, 8) and conv.invars[1].aval.shape == (64, 7, 7, 8)
     np.testing.assert_array_equal(lg.consts[lg.constvars.index(conv.invars[1])][..., 3:], 0)
+    # NCHW images: the pad reads the NHWC transpose as a view, so no transpose kernel runs
+    fn = lambda x: ait.relu(ait.conv2d(ait.transpose(x, (0, 2, 3, 1)), ws, bs, stride=2, padding=3))  # noqa: E731
+    kinds = [k.split("_", 1)[1] for k in ait.jit(fn, backend="cuda", arch="sm_90a").lower(
+        S((1, 3, 32, 32), f16)).source_obj.info["kernels"]]
+    assert kinds == ["pad", "fused_gemm"], kinds
 
 
 @needs_cutlass

@@ -60,7 +60,9 @@ def test_pooling_gather_pad_batch_norm(dtype):
     stats[1] = np.abs(stats[1]) + 0.5
     check(lambda x, t, i: (ait.max_pool2d(x, 3, 2, 1), ait.avg_pool2d(x, 2), ait.take(t, i),
                            ait.pad(x, ((0, 0), (1, 2), (0, 1), (0, 0)), value=0.5),
+                           ait.pad(ait.transpose(x, (0, 3, 1, 2)), ((0, 0), (0, 3), (2, 0), (1, 1))),  # a view's pad
                            ait.batch_norm(x, *stats)), x, table, idx, dtype=dtype)
+
 
 
 @pytest.mark.parametrize("n", [1, 31, 33, 1000])

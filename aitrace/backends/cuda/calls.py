@@ -141,16 +141,17 @@ def lower_take(ctx, e, kname):
                                        f"{ctx.name(i_)}, {ctx.name(y)}, {o}, {n}, {inner}, {ctx.dim(i_.aval.size)}, stream);"])
 
 
-@lowering("cuda", "pad")
+@lowering("cuda", "pad", reads=any_view)  # (an NCHW -> NHWC transpose before a stem's pad: no copy)
 def lower_pad(ctx, e, kname):
     (x,), (y,) = e.invars, e.outvars
     pw, t = e.params["pad_width"], ctx.storage(x)
     arr = lambda xs: ", ".join(ctx.dim(v) for v in xs) or "0"  # noqa: E731
     value = ctx.dialect.literal(e.params["value"], x.aval.dtype)
     return _ops_kernel(ctx, kname, e, [
-        f"const int64_t shape[] = {{{arr(x.aval.shape)}}}, lo[] = {{{arr([p[0] for p in pw])}}}, "
-        f"hi[] = {{{arr([p[1] for p in pw])}}};",
-        f"ait::gpu::pad_constant<{t}>({ctx.name(x)}, {ctx.name(y)}, shape, lo, hi, {x.aval.ndim}, {t}({value}), stream);"])
+        f"const int64_t shape[] = {{{arr(x.aval.shape)}}}, strides[] = {{{arr(ctx.strides(x))}}}, "
+        f"lo[] = {{{arr([p[0] for p in pw])}}}, hi[] = {{{arr([p[1] for p in pw])}}};",
+        f"ait::gpu::pad_constant<{t}>({ctx.name(x)}, strides, {ctx.name(y)}, shape, lo, hi, {x.aval.ndim}, "
+        f"{t}({value}), stream);"])
 
 
 @lowering("cuda", "batch_norm")

@@ -158,35 +158,38 @@ inline void take(const T* t, const I* idx, T* y, int64_t outer, int64_t n, int64
   take_kernel<T, I><<<blocks_for(outer * m * inner, 256), 256, 0, s>>>(t, idx, y, outer, n, inner, m);
 }
 
-// Constant pad over up to kMaxDims axes (shape: the input's; lo: padding before each axis).
+// Constant pad over up to kMaxDims axes (shape and element strides: the input's, which may be a
+// view such as a transpose; lo: padding before each axis). The output is contiguous.
 struct PadGeometry {
   int nd;
-  int64_t in[kMaxDims], out[kMaxDims], lo[kMaxDims];
+  int64_t in[kMaxDims], out[kMaxDims], lo[kMaxDims], stride[kMaxDims];
 };
 
 template <typename T>
 __global__ void pad_kernel(const T* __restrict__ x, T* __restrict__ y, PadGeometry g, int64_t total, T value) {
   for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
-    int64_t r = q, src = 0, stride = 1;
+    int64_t r = q, src = 0;
     bool inside = true;
     for (int d = g.nd - 1; d >= 0; --d) {
       const int64_t c = r % g.out[d] - g.lo[d];
       r /= g.out[d];
       inside = inside && c >= 0 && c < g.in[d];
-      src += c * stride;
-      stride *= g.in[d];
+      src += c * g.stride[d];
     }
     y[q] = inside ? x[src] : value;
   }
 }
 
 template <typename T>
-inline void pad_constant(const T* x, T* y, const int64_t* shape, const int64_t* lo, const int64_t* hi, int nd, T value,
-                         cudaStream_t s) {
+inline void pad_constant(const T* x, const int64_t* strides, T* y, const int64_t* shape, const int64_t* lo,
+                         const int64_t* hi, int nd, T value, cudaStream_t s) {
   PadGeometry g{};
   g.nd = nd;
   int64_t total = 1;
-  for (int d = 0; d < nd; ++d) g.in[d] = shape[d], g.lo[d] = lo[d], g.out[d] = shape[d] + lo[d] + hi[d], total *= g.out[d];
+  for (int d = 0; d < nd; ++d) {
+    g.in[d] = shape[d], g.lo[d] = lo[d], g.stride[d] = strides[d], g.out[d] = shape[d] + lo[d] + hi[d];
+    total *= g.out[d];
+  }
   if (total <= 0) return;
   pad_kernel<T><<<blocks_for(total, 256), 256, 0, s>>>(x, y, g, total, value);
 }
