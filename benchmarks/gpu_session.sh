@@ -4,7 +4,7 @@
 # Logs and JSON go to $OUT (the device tool brings them back); every step has its own timeout so
 # a hang still leaves the log of what ran.
 #   tests-a   the GPU tests of the op suite, sm80 GEMMs/convs, ops, profiler and convs (issue 6)
-#   tests-b   graphs, attention, fused forms, backend, GEMM compile+run, and compute-sanitizer
+#   tests-b   graphs, attention, fused forms, backend, GEMM compile+run, few-channel convs, compute-sanitizer
 #   rerun     the GEMM compile+run and attention tests, and compute-sanitizer (after fixing tests-b)
 #   models    gpu_models.py at batch 1 (heuristic configs) with per-kernel times, and gpu_gemm.py
 #   profile   gpu_models.py with AITRACE_PROFILE=1 (stream-K candidates included) for BERT bs1, then
@@ -35,7 +35,7 @@ case "$step" in
   tests-b)
     AITRACE_PROFILE=0 timeout -s INT 360 python -m pytest -q -m cuda -n 16 -rfE \
       tests/test_cuda_graphs.py tests/test_cuda_attention.py tests/test_cuda_fused_forms.py \
-      tests/test_cuda_backend.py tests/test_cuda_gemm_compile.py 2>&1 | tee "$out/tests-b.log"
+      tests/test_cuda_backend.py tests/test_cuda_gemm_compile.py tests/test_cuda_few_channels.py 2>&1 | tee "$out/tests-b.log"
     sanitize ;;
   rerun)   # after fixes: the GEMM compile+run tests, the attention tests without xdist, sanitizers
     AITRACE_PROFILE=0 timeout -s INT 300 python -m pytest -q -m cuda -n 8 -rfE tests/test_cuda_gemm_compile.py \
