@@ -3,8 +3,9 @@
 1 and 64), ViT-B/16 (197 tokens, bs 1 and 128) and ResNet-50's 1x1 convolutions as GEMMs.
 
 Every problem is profiled in one parallel batch (AITRACE_PROFILE=0: the heuristic instead) and
-every library built in parallel before any timing. Both sides run inside a CUDA graph of `--calls` back-to-back calls (so host overhead is out of
-the kernel time), timed with CUDA events; the median over `--repeat` replays is reported.
+every library built in parallel before any timing. Both sides run inside a CUDA graph of
+`--calls` back-to-back calls (so host overhead is out of the kernel time), timed with CUDA
+events; the median over `--repeat` replays is reported.
 Writes JSON (--json) and prints a table. Needs a GPU, torch and nvcc.
 
     python benchmarks/gpu_gemm.py [--quick] [--json out.json]
@@ -60,13 +61,15 @@ def main():
     # the GEMMs stay apart, not grouped), then each case lowered (profile hits) and all built at once
     t0 = time.perf_counter()
     args = [t for xw in data.values() for t in xw]
-    ait.jit(lambda *xs: tuple(xs[i] @ xs[i + 1] for i in range(0, len(xs), 2)), backend="cuda", passes=()).lower(*args)
+    ait.jit(lambda *xs: tuple(xs[i] @ xs[i + 1] for i in range(0, len(xs), 2)), backend="cuda",
+            passes=()).lower(*args)
     fns = {name: ait.jit(lambda x, w: x @ w, backend="cuda") for name in data}
     lows = [fns[name].lower(*data[name]) for name in data]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         list(pool.map(lambda low: low.build(), lows))
     print(f"{dev} torch={torch.__version__}  fp16, CUDA-graph replays of {a.calls} calls, medians; "
-          f"profiled (AITRACE_PROFILE={os.environ.get('AITRACE_PROFILE', '1')}) and built in {time.perf_counter() - t0:.0f} s")
+          f"profiled (AITRACE_PROFILE={os.environ.get('AITRACE_PROFILE', '1')}) and built in "
+          f"{time.perf_counter() - t0:.0f} s")
     print(f"{'GEMM':28s} {'M x N x K':>16s} {'aitrace us':>10s} {'torch us':>9s} {'ait TFLOP/s':>11s} "
           f"{'torch TFLOP/s':>13s} {'ratio':>6s}  config")
     rows = []

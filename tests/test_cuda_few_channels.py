@@ -123,12 +123,12 @@ def test_stems_match_reference_on_the_gpu(dtype):
     rng = np.random.default_rng(3)
     wp, bp = conv_weights(rng, 96, 16, 16, 3, dtype)
     ws, bs = conv_weights(rng, 64, 7, 7, 3, dtype)
-    w5, b5 = conv_weights(rng, 40, 3, 3, 5, dtype)
+    w2, b2 = conv_weights(rng, 40, 3, 3, 2, dtype)
 
     def fn(x, r):
         return (ait.conv2d(x, wp, bp, stride=16),                                    # ViT's patches
                 ait.relu(ait.conv2d(x, ws, bs, stride=2, padding=3)),                  # ResNet's stem
-                ait.relu(ait.conv2d(x[..., :2], w5[..., :2], b5, padding=1) + r))     # C = 2, a residual
+                ait.relu(ait.conv2d(x[..., :2], w2, b2, padding=1) + r))              # C = 2, a residual
     x = rng.standard_normal((2, 72, 56, 3)).astype(dtype)
     r = (rng.standard_normal((2, 72, 56, 40)) * 0.5).astype(dtype)
     check(fn, x, r, dtype=dtype)
