@@ -27,6 +27,16 @@ sanitize() {
       -k "flash_odd_sizes or new_tensors or rows_too_long or grouped_matmuls" 2>&1 | tail -20 | tee "$out/sanitizer-$tool.log"
   done
 }
+# every profiled candidate's time, from the profile database
+dump_db() {
+  python - <<'PY' 2>&1 | tee "$out/$1.log"
+import json, sqlite3
+from aitrace.runtime.cache import cache_dir
+for shape, config, ms, t in sqlite3.connect(cache_dir() / "profile.sqlite").execute(
+        "SELECT shape, config, ms, timings FROM winners"):
+    print(shape, "->", config, f"{ms * 1e3:.1f} us;", ", ".join(f"{k} {v * 1e3:.1f}" for k, v in sorted(json.loads(t).items(), key=lambda kv: kv[1])))
+PY
+}
 case "$step" in
   tests-a)
     AITRACE_PROFILE=0 timeout -s INT 540 python -m pytest -q -m cuda -n 16 -rfE --durations=20 \
@@ -51,19 +61,13 @@ case "$step" in
   profile)
     (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT "${PROFILE_LIMIT:-540}" python gpu_models.py --models bert --batches 1 \
       --repeat 50 --kernel-times 10 --no-compile 2>&1 | tee "$out/profile.log")
-    python - <<'PY' 2>&1 | tee "$out/profile-db.log"
-import json, sqlite3
-from aitrace.runtime.cache import cache_dir
-for shape, config, ms, t in sqlite3.connect(cache_dir() / "profile.sqlite").execute(
-        "SELECT shape, config, ms, timings FROM winners"):
-    print(shape, "->", config, f"{ms * 1e3:.1f} us;", ", ".join(f"{k} {v * 1e3:.1f}" for k, v in sorted(json.loads(t).items(), key=lambda kv: kv[1])))
-PY
-    ;;
+    dump_db profile-db ;;
   stems)
     AITRACE_PROFILE=0 timeout -s INT 150 python -m pytest -q -m cuda -rfE tests/test_cuda_few_channels.py 2>&1 | tail -15 | tee "$out/few-channels.log"
     (cd benchmarks && AITRACE_PROFILE=0 timeout -s INT 240 python gpu_models.py --models resnet,vit --batches 1 --repeat 50 \
       --kernel-times 10 --json "$out/gpu_models_stems.json" 2>&1 | tee "$out/stems.log") ;;
   gemms)
-    (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT 420 python gpu_gemm.py --quick --json "$out/gpu_gemm.json" 2>&1 | tee "$out/gemm.log") ;;
+    (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT 420 python gpu_gemm.py --quick --json "$out/gpu_gemm.json" 2>&1 | tee "$out/gemm.log")
+    dump_db gemm-db ;;
   *) echo "unknown step $step" >&2; exit 2 ;;
 esac

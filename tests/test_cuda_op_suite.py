@@ -224,7 +224,8 @@ def _conv2d(draw, dtype):
 
     def fn(x, w, b):
         y = ait.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=g)
-        return y, ait.relu(ait.conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=g))
+        return (y, ait.relu(ait.conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=g)),
+                ait.ops.conv2d_patches(x, (kh, kw), stride, padding, dilation))
     return fn, [x, w, b], gemm_atol(dtype)
 
 

@@ -37,6 +37,10 @@ def test_heuristic_by_waves():
     assert profiler.heuristic(8192, 8192) == cg.DEFAULT_CONFIG
     assert profiler.heuristic(128, 768).tile == (64, 128, 64)
     assert profiler.heuristic(1024, 2304).tile == (128, 128, 64)
+    # few tiles and a long K loop (a batch-1 ResNet's 3x3 conv at 7x7 pixels as a GEMM): stream-K
+    assert profiler.heuristic(49, 512, 4608).decomposition == "streamk"
+    assert profiler.heuristic(49, 512, 512).decomposition == "dp"
+    assert profiler.heuristic(4096, 4096, 4096).decomposition == "dp"
 
 
 def test_problems_static_and_buckets():

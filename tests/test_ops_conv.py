@@ -1,4 +1,5 @@
-"""conv2d (NHWC) against an independent loop formulation, on every host backend."""
+"""conv2d (NHWC) and its patches (conv2d_patches, im2col) against independent loop formulations,
+on every host backend."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -265,6 +266,66 @@ def test_conv2d_symbolic_kernel_too_large_when_provable():
     sd = ait.ShapeDtype
     with pytest.raises(ValueError, match=r"conv2d: kernel .*\[N,2,2,3\].*\[4,3,3,3\]"):
         ait.trace(lambda x, w: ait.conv2d(x, w))(sd((N, 2, 2, 3), ait.float32), sd((4, 3, 3, 3), ait.float32))
+
+
+# ---------------------------------------------------------------- conv2d_patches (im2col)
+def ref_patches(x, kernel, stride, pads, dilation):
+    """[N, OH, OW, KH*KW*C] by loops over output positions and taps; zeros in the padding."""
+    n, h, wd, c = x.shape
+    (kh, kw), (pt, pb), (pl, pr) = kernel, *pads
+    oh_n = (h + pt + pb - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow_n = (wd + pl + pr - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    out = np.zeros((n, oh_n, ow_n, kh, kw, c), x.dtype)
+    for oh in range(oh_n):
+        for ow in range(ow_n):
+            for i in range(kh):
+                for j in range(kw):
+                    ih, iw = oh * stride[0] - pt + i * dilation[0], ow * stride[1] - pl + j * dilation[1]
+                    if 0 <= ih < h and 0 <= iw < wd:
+                        out[:, oh, ow, i, j] = x[:, ih, iw]
+    return out.reshape(n, oh_n, ow_n, kh * kw * c)
+
+
+@fixture_ok
+@given(case=conv_cases())
+def test_conv2d_patches_match_loops(backend, case):
+    """The patches are exact copies; with groups 1, patches @ W[O, KH*KW*C].T is the conv."""
+    rng = np.random.default_rng(case["seed"])
+    dt, kernel = case["dtype"], case["kernel"]
+    x = random_array(rng, (case["n"], *case["hw"], case["c"]), dt)
+    f = ait.jit(lambda x: ait.ops.conv2d_patches(x, kernel, case["stride"], case["padding"], case["dilation"]),
+                backend=backend)
+    p = f(x)
+    want = ref_patches(x, kernel, case["stride2"], case["pads"], case["dil2"])
+    assert p.dtype == dt and p.shape == want.shape
+    np.testing.assert_array_equal(p, want)
+    w = random_array(rng, (5, *kernel, case["c"]), dt)
+    conv = ref_conv2d(x, w, None, case["stride2"], case["pads"], case["dil2"], 1)
+    assert_close(p.astype(np.float64) @ w.reshape(5, -1).T.astype(np.float64), conv, np.float32)
+
+
+def test_conv2d_patches_symbolic_shapes(backend):
+    N, H, W = ait.Dim("N"), ait.Dim("H"), ait.Dim("W")
+    f = ait.jit(lambda x: ait.ops.conv2d_patches(x, 3, stride=2, padding=1), backend=backend,
+                dynamic={0: {0: N, 1: H, 2: W}})
+    rng = np.random.default_rng(3)
+    for shape in [(1, 7, 9, 2), (2, 4, 11, 2)]:
+        x = random_array(rng, shape, np.float32)
+        np.testing.assert_array_equal(f(x), ref_patches(x, (3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1)))
+
+
+@pytest.mark.parametrize("x, kw, exc, match", [
+    (X[0], dict(kernel_size=3), ValueError, r"conv2d_patches: input must be NHWC .*\[7,6,4\]"),
+    (X, dict(kernel_size=8), ValueError, r"conv2d_patches: kernel of extent 8 .*input \[2,7,6,4\]"),
+    (X, dict(kernel_size=(3, 0)), ValueError, r"conv2d_patches: kernel_size must be positive"),
+    (X, dict(kernel_size=3, stride=2, padding="same"), ValueError, r"conv2d_patches: padding='same' is not"),
+    (X, dict(kernel_size=3, dilation=(1, 2, 3)), TypeError, r"conv2d_patches: dilation must be an int or a pair"),
+])
+def test_conv2d_patches_errors(x, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        ait.ops.conv2d_patches(x, **kw)
+    with pytest.raises(exc, match=match):
+        ait.trace(lambda x: ait.ops.conv2d_patches(x, **kw))(x)
 
 
 # ---------------------------------------------------------------- torch parity (where installed)

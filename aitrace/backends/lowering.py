@@ -79,17 +79,26 @@ def flat_suffix(out_shape, stride_lists):
     return k, units
 
 
-# backend name -> primitive name -> legalize(eqn) -> None or a replacement function (see
-# passes.rewrite): forms a backend's kernels do not take are rewritten into ones they do.
-LEGALIZERS: dict[str, dict[str, Callable]] = {}
+# backend name -> primitive name -> [legalize(eqn) -> None or a replacement function (see
+# passes.rewrite)]: forms a backend's kernels do not take (or serve badly) are rewritten into
+# ones they do. The first legalizer that returns a function wins.
+LEGALIZERS: dict[str, dict[str, list[Callable]]] = {}
 
 
 def legalizer(backend: str, *prims: str):
     def deco(fn):
         for p in prims:
-            LEGALIZERS.setdefault(backend, {})[p] = fn
+            LEGALIZERS.setdefault(backend, {}).setdefault(p, []).append(fn)
         return fn
     return deco
+
+
+def _first_rewrite(fns, e):
+    for fn in fns:
+        out = fn(e)
+        if out is not None:
+            return out
+    return None
 
 
 def legalize(graph, backend: str):
@@ -98,7 +107,7 @@ def legalize(graph, backend: str):
     from ..passes.rewrite import rewrite_eqns
     from ..passes.simplify import fold_constants
     table = LEGALIZERS.get(backend, {})
-    out = rewrite_eqns(graph, lambda e: table[e.prim.name](e) if e.prim.name in table else None)
+    out = rewrite_eqns(graph, lambda e: _first_rewrite(table.get(e.prim.name, ()), e))
     return graph if out is graph else fold_constants(out)
 
 

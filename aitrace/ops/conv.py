@@ -156,4 +156,46 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     return y
 
 
-__all__ = ["conv2d"]
+def _patches_abstract(x, *, kernel_size, stride, padding, dilation):
+    if x.ndim != 4:
+        raise ValueError(f"conv2d_patches: input must be NHWC [N, H, W, C], got {shape_str(x.shape)}")
+    n, h, wd, c = x.shape
+    (kh, kw) = kernel_size
+
+    def what():
+        return f"input {shape_str(x.shape)} and kernel_size {kernel_size}"
+    oh = conv_out_size(h, kh, stride[0], *padding[0], dilation[0], "conv2d_patches", what)
+    ow = conv_out_size(wd, kw, stride[1], *padding[1], dilation[1], "conv2d_patches", what)
+    return ShapeDtype((n, oh, ow, kh * kw * c), x.dtype)
+
+
+def _patches_impl(x, *, kernel_size, stride, padding, dilation):
+    n, h, wd, c = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    xp = np.pad(x, ((0, 0), *padding, (0, 0)))
+    oh = (h + sum(padding[0]) - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + sum(padding[1]) - dw * (kw - 1) - 1) // sw + 1
+    taps = [xp[:, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw, :]
+            for i in range(kh) for j in range(kw)]
+    return np.concatenate(taps, axis=-1)
+
+
+conv2d_patches_p = Primitive("conv2d_patches", _patches_abstract, _patches_impl)
+
+
+def conv2d_patches(x, kernel_size, stride=1, padding=0, dilation=1):
+    """The patches a conv2d multiplies (im2col), NHWC: `[N, OH, OW, KH*KW*C]`, the last axis
+    ordered (kh, kw, c) as a `[O, KH, KW, C]` weight reshaped to `[O, KH*KW*C]`, zeros where a
+    tap falls in the padding. So `conv2d(x, w, ...)` is `conv2d_patches(x, ...) @ w.reshape(O, -1).T`
+    (groups 1). Arguments as conv2d's."""
+    xa = aval(x)
+    if xa.ndim != 4:
+        raise ValueError(f"conv2d_patches: input must be NHWC [N, H, W, C], got {shape_str(xa.shape)}")
+    kernel_size = _positive_pair(kernel_size, "conv2d_patches", "kernel_size")
+    stride = _positive_pair(stride, "conv2d_patches", "stride")
+    dilation = _positive_pair(dilation, "conv2d_patches", "dilation")
+    padding = _conv_padding(padding, kernel_size, dilation, stride, "conv2d_patches")
+    return conv2d_patches_p.bind(x, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation)
+
+
+__all__ = ["conv2d", "conv2d_patches"]

@@ -222,6 +222,16 @@ def lower_pad(ctx, e, kname):
         f"ait::store<{t}, {ctx.dialect.compute(x.aval.dtype)}>({value}));"], "layout.h")
 
 
+@lowering("cpu", "conv2d_patches")
+def lower_conv2d_patches(ctx, e, kname):
+    (x,), (y,) = e.invars, e.outvars
+    pr = e.params
+    dims = [*x.aval.shape, *pr["kernel_size"], *y.aval.shape[1:3], *pr["stride"], pr["padding"][0][0],
+            pr["padding"][1][0], *pr["dilation"]]
+    return _kernel(ctx, kname, e, [f"ait::conv2d_patches<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(y)}, "
+                                   f"{', '.join(ctx.dim(d) for d in dims)});"], "layout.h")
+
+
 @lowering("cpu", "take")
 def lower_take(ctx, e, kname):
     (t_, i_), (y,) = e.invars, e.outvars

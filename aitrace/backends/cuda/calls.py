@@ -1,6 +1,6 @@
 """CUDA lowerings that launch the shared kernels of include/ait/cuda.h and cuda_ops.h: layout
-copies, reductions, argmax, softmax, layer norm, pooling, gather, pad, batch norm. Each computes
-sizes and strides on the host and launches once. (Attention: attention.py.)"""
+copies, reductions, argmax, softmax, layer norm, pooling, gather, pad, conv patches, batch norm.
+Each computes sizes and strides on the host and launches once. (Attention: attention.py.)"""
 from __future__ import annotations
 
 from ...core import shapes
@@ -152,6 +152,17 @@ def lower_pad(ctx, e, kname):
         f"lo[] = {{{arr([p[0] for p in pw])}}}, hi[] = {{{arr([p[1] for p in pw])}}};",
         f"ait::gpu::pad_constant<{t}>({ctx.name(x)}, strides, {ctx.name(y)}, shape, lo, hi, {x.aval.ndim}, "
         f"{t}({value}), stream);"])
+
+
+@lowering("cuda", "conv2d_patches")
+def lower_conv2d_patches(ctx, e, kname):
+    (x,), (y,) = e.invars, e.outvars
+    n, h, w, c = (ctx.dim(d) for d in x.aval.shape)
+    p, q = (ctx.dim(d) for d in y.aval.shape[1:3])
+    pr = e.params
+    geo = [h, w, c, *pr["kernel_size"], p, q, *pr["stride"], pr["padding"][0][0], pr["padding"][1][0], *pr["dilation"]]
+    return _ops_kernel(ctx, kname, e, [f"ait::gpu::conv2d_patches<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(y)}, {n}, "
+                                       f"ait::gpu::PatchGeometry{{{', '.join(map(str, geo))}}}, stream);"])
 
 
 @lowering("cuda", "batch_norm")

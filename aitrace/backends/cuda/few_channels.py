@@ -46,7 +46,7 @@ def _is_patchify(e) -> bool:
             and _static(*x.aval.shape[1:3]) and (kh * kw * x.aval.shape[-1]) % _ALIGN == 0)
 
 
-def _bind(e, x, w, extra, base: str):
+def rebind(e, x, w, extra, base: str):
     """e's convolution (conv2d or fused_gemm) over new operands; `base` matmul or conv2d."""
     if e.prim.name == "fused_gemm":
         params = dict(e.params, base=base, base_params=() if base == "matmul" else e.params["base_params"])
@@ -69,10 +69,10 @@ def legalize_few_channels(e):
                 x = slice_axis(slice_axis(x, 1, 0, p * kh), 2, 0, q * kw)
             patches = ops.reshape(ops.transpose(ops.reshape(x, (n, p, kh, q, kw, c)), (0, 1, 3, 2, 4, 5)),
                                   (n, p, q, kh * kw * c))
-            return _bind(e, patches, ops.transpose(ops.reshape(w, (o, kh * kw * c))), extra, "matmul")
+            return rebind(e, patches, ops.transpose(ops.reshape(w, (o, kh * kw * c))), extra, "matmul")
         return fn
     pad = ((0, 0), (0, 0), (0, 0), (0, -c % _ALIGN))
 
     def fn(x, w, *extra):
-        return _bind(e, ops.pad(x, pad), ops.pad(w, pad), extra, "conv2d")
+        return rebind(e, ops.pad(x, pad), ops.pad(w, pad), extra, "conv2d")
     return fn

@@ -36,15 +36,18 @@ SMS = 132                       # H100 SXM; only the heuristic's wave arithmetic
 ROW_BUCKETS = (128, 512, 2048, 8192)
 
 
-def heuristic(rows: int, n: int) -> GemmConfig:
-    """The config for rows x n outputs by waves of CTAs: big tiles where they fill the GPU,
-    smaller ones (more CTAs, ping-pong to overlap the epilogue) where they would leave SMs idle."""
+def heuristic(rows: int, n: int, k: int | None = None) -> GemmConfig:
+    """The config for rows x n outputs (a K loop of k) by waves of CTAs: big tiles where they fill
+    the GPU, smaller ones (more CTAs, ping-pong to overlap the epilogue) where they would leave
+    SMs idle, and stream-K where even those are few and each would walk a long K loop."""
     def ctas(tm, tn):
         return -(-rows // tm) * -(-n // tn)
     if ctas(128, 256) >= SMS:
         return DEFAULT_CONFIG
     if ctas(128, 128) >= SMS // 2:
         return GemmConfig((128, 128, 64), (1, 1, 1), "cooperative")
+    if k is not None and k >= 2048 and ctas(64, 128) < SMS // 4:
+        return GemmConfig((128, 64, 64), (1, 1, 1), "cooperative", decomposition="streamk")
     return GemmConfig((64, 128, 64), (1, 1, 1), "pingpong")
 
 
@@ -118,7 +121,7 @@ def gemm_choices(eqn, geo, arch: str, dims=()) -> list[tuple]:
             else:
                 profile_all([job])
                 hit = db.get(dev, op, key)
-        out.append((bound, GemmConfig.parse(hit.config) if hit else heuristic(rows, n)))
+        out.append((bound, GemmConfig.parse(hit.config) if hit else heuristic(rows, n, args[2])))
     return out
 
 
@@ -249,7 +252,7 @@ def _build(source: str, arch: str):
 
 def candidates(args: list) -> list[GemmConfig]:
     """The configs worth timing for a problem: all of CONFIGS, plus the heuristic's pick."""
-    pick = heuristic(args[0] * args[3], args[1])
+    pick = heuristic(args[0] * args[3], args[1], args[2])
     return list(dict.fromkeys([*CONFIGS, pick]))
 
 

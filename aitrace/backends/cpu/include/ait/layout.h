@@ -23,6 +23,9 @@
 //       [shape[d] + pad_lo[d] + pad_hi[d]], the border filled with `value` (a T: for fp16/bf16
 //       pass ait::from_float<ait::half>(v)); pads >= 0; 1 <= ndim <= 64 (ndim == 0 copies the
 //       one element).
+//   conv2d_patches<T>(x, y, N, H, W, C, KH, KW, P, Q, sh, sw, pt, pl, dh, dw)
+//       im2col, NHWC: y[n][p][q][(i*KW + j)*C + c] = x[n][p*sh - pt + i*dh][q*sw - pl + j*dw][c],
+//       zero where the tap falls in the padding; x and y contiguous.
 // Parallel (OpenMP) over outer rows / tiles when the copy is large enough (>= 64K elements).
 #pragma once
 #include <algorithm>
@@ -280,6 +283,26 @@ void pad_constant(const T* src, T* dst, const int64_t* shape, const int64_t* pad
         std::fill_n(d + lo + ilen, olen - lo - ilen, value);
       }
       advance(z, osh, zero, zero, idx, unused, dof);
+    }
+  });
+}
+
+template <typename T>
+void conv2d_patches(const T* x, T* y, int64_t N, int64_t H, int64_t W, int64_t C, int64_t KH, int64_t KW,
+                    int64_t P, int64_t Q, int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw) {
+  const int64_t rows = N * P * Q, row = KH * KW * C;
+  detail::for_chunks(rows, rows * row, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t n = r / (P * Q), p = r / Q % P, q = r % Q;
+      T* AIT_RESTRICT d = y + r * row;
+      for (int64_t i = 0; i < KH; ++i)
+        for (int64_t j = 0; j < KW; ++j, d += C) {
+          const int64_t h = p * sh - pt + i * dh, w = q * sw - pl + j * dw;
+          if (h >= 0 && h < H && w >= 0 && w < W)
+            std::memcpy(static_cast<void*>(d), static_cast<const void*>(x + ((n * H + h) * W + w) * C), size_t(C) * sizeof(T));
+          else
+            std::memset(static_cast<void*>(d), 0, size_t(C) * sizeof(T));
+        }
     }
   });
 }

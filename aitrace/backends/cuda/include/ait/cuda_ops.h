@@ -1,6 +1,7 @@
 // aitrace CUDA: the kernels beside the GEMM library: a tiled SIMT GEMM (fp32 and any shape the
-// CUTLASS kernels do not take), direct NHWC convolution, pooling, gather, constant pad, batch
-// norm, and the row kernels of softmax and layer norm (plain, with a fused prologue, grouped).
+// CUTLASS kernels do not take), direct NHWC convolution, conv patches (im2col), pooling, gather,
+// constant pad, batch norm, and the row kernels of softmax and layer norm (plain, with a fused
+// prologue, grouped).
 // Each GEMM/conv result goes through an epilogue functor `epi(b, row, col, acc)` that stores it
 // (fused elementwise work included), so one kernel serves plain and fused forms.
 #pragma once
@@ -192,6 +193,49 @@ inline void pad_constant(const T* x, const int64_t* strides, T* y, const int64_t
   }
   if (total <= 0) return;
   pad_kernel<T><<<blocks_for(total, 256), 256, 0, s>>>(x, y, g, total, value);
+}
+
+// The patches of a convolution (im2col), NHWC: y[n][p][q][(i*KW + j)*C + c] =
+// x[n][p*sh - pt + i*dh][q*sw - pl + j*dw][c], zero in the padding. x contiguous. Each thread
+// moves V elements of one tap's channel row (V = 16 bytes where C and the pointers allow).
+struct PatchGeometry {
+  int64_t H, W, C, KH, KW, P, Q, sh, sw, pt, pl, dh, dw;
+};
+
+template <typename T, int V>
+__global__ void conv2d_patches_kernel(const T* __restrict__ x, T* __restrict__ y, PatchGeometry g, int64_t total) {
+  using Vec = typename std::conditional<V == 1, T, uint4>::type;
+  const int64_t cv = g.C / V;
+  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
+    int64_t r = q;
+    const int64_t c = r % cv;
+    r /= cv;
+    const int64_t j = r % g.KW;
+    r /= g.KW;
+    const int64_t i = r % g.KH;
+    r /= g.KH;
+    const int64_t ow = r % g.Q;
+    r /= g.Q;
+    const int64_t oh = r % g.P, n = r / g.P;
+    const int64_t h = oh * g.sh - g.pt + i * g.dh, w = ow * g.sw - g.pl + j * g.dw;
+    Vec v;
+    if (h >= 0 && h < g.H && w >= 0 && w < g.W)
+      v = reinterpret_cast<const Vec*>(x + ((n * g.H + h) * g.W + w) * g.C)[c];
+    else
+      memset(&v, 0, sizeof(v));
+    reinterpret_cast<Vec*>(y)[q] = v;
+  }
+}
+
+template <typename T>
+inline void conv2d_patches(const T* x, T* y, int64_t N, const PatchGeometry& g, cudaStream_t s) {
+  constexpr int V = 16 / sizeof(T);
+  const int64_t total = N * g.P * g.Q * g.KH * g.KW * g.C;
+  if (total <= 0) return;
+  if (g.C % V == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0)
+    conv2d_patches_kernel<T, V><<<blocks_for(total / V, 256), 256, 0, s>>>(x, y, g, total / V);
+  else
+    conv2d_patches_kernel<T, 1><<<blocks_for(total, 256), 256, 0, s>>>(x, y, g, total);
 }
 
 // Inference batch norm over the last (channel) axis.

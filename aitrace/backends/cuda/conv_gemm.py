@@ -1,0 +1,61 @@
+"""Convolutions with few output tiles, run as GEMMs. CUTLASS's sm90 convolution is not persistent
+and has neither split-K nor stream-K: where the implicit GEMM has few output tiles (batch 1 at
+the 14x14 and 7x7 stages of a ResNet: M = 196 or 49 pixels) each CTA walks a long K loop while
+most SMs idle (~28 us for a 7x7x512 3x3 conv on an H100, 2026-12-06). As a GEMM the profiler's
+stream-K candidates spread that K loop over the SMs. Where the K loop is short, the conv kernel
+stays (a GEMM would gain little):
+
+  - 1x1, stride 1, no padding: the NHWC input already is the GEMM's A, [N*H*W, C]; no copy;
+  - otherwise: the patches (`conv2d_patches`, im2col: M x K values,
+    a few hundred KB at these sizes) and a GEMM over them, the weight as [KH*KW*C, O].
+The epilogue of a fused_gemm goes along unchanged: the output keeps its shape."""
+from __future__ import annotations
+
+from ... import ops
+from ...core import dtypes
+from ..lowering import legalizer
+from .conv import conv_params
+from .few_channels import rebind
+from .profiler import SMS
+
+_ALIGN = 8       # 16-byte rows of fp16/bf16 (TMA)
+_LONG_K = 2048   # 32 steps of 64: a K loop worth the patches' round trip through memory
+
+
+def output_tiles(m: int, o: int) -> int:
+    """CTAs of the conv kernel's 128x128 tiles."""
+    return -(-m // 128) * -(-o // 128)
+
+
+def as_gemm(e) -> str | None:
+    """"direct" (1x1: the input is A), "patches" (im2col first), or None (the conv kernel)."""
+    if e.prim.name == "fused_gemm" and e.params["base"] != "conv2d":
+        return None
+    from .gemm import cutlass_include_dir
+    (x, w), (y,) = e.invars[:2], e.outvars
+    dims = (*y.aval.shape, *w.aval.shape)
+    p = conv_params(e)
+    if (cutlass_include_dir() is None or p["groups"] != 1 or not all(isinstance(d, int) for d in dims)
+            or x.aval.dtype not in (dtypes.float16, dtypes.bfloat16) or w.aval.dtype != x.aval.dtype):
+        return None
+    n, ph, pw, o = y.aval.shape
+    _, kh, kw, c = w.aval.shape
+    if c % _ALIGN or o % _ALIGN or output_tiles(n * ph * pw, o) >= SMS // 2 or kh * kw * c < _LONG_K:
+        return None
+    pointwise = (kh, kw) == (1, 1) and tuple(p["stride"]) == (1, 1) and not any(v for pr in p["padding"] for v in pr)
+    return "direct" if pointwise else "patches"
+
+
+@legalizer("cuda", "conv2d", "fused_gemm")
+def legalize_conv_as_gemm(e):
+    form = as_gemm(e)
+    if form is None:
+        return None
+    w = e.invars[1]
+    o, kh, kw, c = w.aval.shape
+    p = conv_params(e)
+
+    def fn(x, w, *extra):
+        a = x if form == "direct" else ops.conv2d_patches(x, (kh, kw), p["stride"], p["padding"], p["dilation"])
+        return rebind(e, a, ops.transpose(ops.reshape(w, (o, kh * kw * c))), extra, "matmul")
+    return fn
