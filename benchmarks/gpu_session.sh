@@ -10,6 +10,9 @@
 #   profile   gpu_models.py with AITRACE_PROFILE=1 (stream-K candidates included) for BERT bs1, then
 #             every candidate's time from the profile database
 #   stems     the few-channel conv tests, then ResNet-50 and ViT-B/16 at batch 1 with kernel times
+#   resnet    the conv-as-GEMM, few-channel and op GPU tests, then ResNet-50 bs1 with the profiler on
+#             (kernel times, every candidate's time)
+#   bert-vit  BERT-base and ViT-B/16 bs1 with the profiler on (kernel times, candidates' times)
 #   gemms     gpu_gemm.py --quick with the profiler on (graph-timed candidates): the bs1 model GEMMs
 #             and ResNet's slow bs1 convs as GEMMs over their patches, against cuBLAS
 set -uo pipefail
@@ -17,7 +20,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/ait-gpu-out}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-step=${1:?usage: gpu_session.sh tests-a|tests-b|rerun|models|profile|stems|gemms}
+step=${1:?usage: gpu_session.sh tests-a|tests-b|rerun|models|profile|stems|resnet|bert-vit|gemms}
 # compute-sanitizer over fixed-size tests (no hypothesis: its examples would multiply the run):
 # flash attention at odd sizes, graph replay with new tensors, long-row fused norms, grouped GEMMs
 sanitize() {
@@ -66,6 +69,16 @@ case "$step" in
     AITRACE_PROFILE=0 timeout -s INT 150 python -m pytest -q -m cuda -rfE tests/test_cuda_few_channels.py 2>&1 | tail -15 | tee "$out/few-channels.log"
     (cd benchmarks && AITRACE_PROFILE=0 timeout -s INT 240 python gpu_models.py --models resnet,vit --batches 1 --repeat 50 \
       --kernel-times 10 --json "$out/gpu_models_stems.json" 2>&1 | tee "$out/stems.log") ;;
+  resnet)
+    AITRACE_PROFILE=0 timeout -s INT 200 python -m pytest -q -m cuda -n 16 -rfE tests/test_cuda_conv_gemm.py \
+      tests/test_cuda_few_channels.py tests/test_cuda_ops.py 2>&1 | tail -15 | tee "$out/resnet-tests.log"
+    (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT 330 python gpu_models.py --models resnet --batches 1 --repeat 50 \
+      --kernel-times 12 --json "$out/gpu_models_resnet.json" 2>&1 | tee "$out/resnet.log")
+    dump_db resnet-db ;;
+  bert-vit)
+    (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT 500 python gpu_models.py --models bert,vit --batches 1 --repeat 50 \
+      --kernel-times 12 --json "$out/gpu_models_bert_vit.json" 2>&1 | tee "$out/bert-vit.log")
+    dump_db bert-vit-db ;;
   gemms)
     (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT 420 python gpu_gemm.py --quick --json "$out/gpu_gemm.json" 2>&1 | tee "$out/gemm.log")
     dump_db gemm-db ;;
