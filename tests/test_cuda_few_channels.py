@@ -65,9 +65,10 @@ def test_legalized_graph_computes_the_convolution(dtype, n, h, w, c, o, kh, kw, 
 
 
 @needs_cutlass
-def test_the_two_forms():
+def test_the_three_forms():
     """ViT's patch embedding becomes a layout change and one GEMM over a folded [K, O] weight;
-    ResNet's 7x7/2 stem a pad of the input's channels and a conv over C = 8."""
+    ResNet's 7x7/2 stem its patches (a zero tap per filter row) and one GEMM; a 3x3 over C = 3
+    a pad of the input's channels and a conv over C = 8."""
     rng = np.random.default_rng(1)
     wp, bp = conv_weights(rng, 64, 16, 16, 3, f16)
     _, lg = lowered(lambda x: ait.conv2d(x, wp, bp, stride=16), S((2, 64, 48, 3), f16))
@@ -82,17 +83,34 @@ def test_the_two_forms():
     assert [e.prim.name for e in lg.eqns][:2] == ["slice", "slice"]
 
     ws, bs = conv_weights(rng, 64, 7, 7, 3, f16)
-    _, lg = lowered(lambda x: ait.relu(ait.conv2d(x, ws, bs, stride=2, padding=3)), S((1, 32, 32, 3), f16))
+    stem = lambda x: ait.relu(ait.conv2d(x, ws, bs, stride=2, padding=3))  # noqa: E731
+    _, lg = lowered(stem, S((1, 32, 32, 3), f16))
+    assert [e.prim.name for e in lg.eqns] == ["conv2d_patches", "fused_gemm"]
+    patches, gemm = lg.eqns
+    assert patches.params["kernel_size"] == (7, 8) and patches.params["padding"] == ((3, 3), (3, 4))
+    assert patches.outvars[0].aval.shape == (1, 16, 16, 168)  # one zero tap per filter row: K = 7*8*3
+    assert gemm.params["base"] == "matmul" and gemm.invars[1] in lg.constvars
+    wk = lg.consts[lg.constvars.index(gemm.invars[1])].reshape(7, 8, 3, 64)
+    np.testing.assert_array_equal(wk[:, 7], 0)
+    np.testing.assert_array_equal(wk[:, :7], np.asarray(ws).transpose(1, 2, 3, 0))
+    # NCHW images: the patches read the NHWC transpose as a view, so no transpose kernel runs
+    nchw = lambda x: stem(ait.transpose(x, (0, 2, 3, 1)))  # noqa: E731
+    kinds = [k.split("_", 1)[1] for k in ait.jit(nchw, backend="cuda", arch="sm_90a").lower(
+        S((1, 3, 32, 32), f16)).source_obj.info["kernels"]]
+    assert kinds == ["conv2d_patches", "fused_gemm"], kinds
+
+    # a 3x3 over C = 3: padding C to 8 gives the smaller K (72, as 3*8*3 would), and the conv kernel
+    w3, b3 = conv_weights(rng, 64, 3, 3, 3, f16)
+    _, lg = lowered(lambda x: ait.relu(ait.conv2d(x, w3, b3, stride=2, padding=1)), S((1, 32, 32, 3), f16))
     assert [e.prim.name for e in lg.eqns] == ["pad", "fused_gemm"]
     conv = lg.eqns[1]
     assert conv.params["base"] == "conv2d" and conv.invars[1] in lg.constvars
-    assert conv.invars[0].aval.shape == (1, 32, 32, 8) and conv.invars[1].aval.shape == (64, 7, 7, 8)
+    assert conv.invars[0].aval.shape == (1, 32, 32, 8) and conv.invars[1].aval.shape == (64, 3, 3, 8)
     np.testing.assert_array_equal(lg.consts[lg.constvars.index(conv.invars[1])][..., 3:], 0)
-    # NCHW images: the pad reads the NHWC transpose as a view, so no transpose kernel runs
-    fn = lambda x: ait.relu(ait.conv2d(ait.transpose(x, (0, 2, 3, 1)), ws, bs, stride=2, padding=3))  # noqa: E731
+    fn = lambda x: ait.relu(ait.conv2d(ait.transpose(x, (0, 2, 3, 1)), w3, b3, padding=1))  # noqa: E731
     kinds = [k.split("_", 1)[1] for k in ait.jit(fn, backend="cuda", arch="sm_90a").lower(
         S((1, 3, 32, 32), f16)).source_obj.info["kernels"]]
-    assert kinds == ["pad", "fused_gemm"], kinds
+    assert kinds == ["pad", "fused_gemm"], kinds  # the pad reads the transpose as a view too
 
 
 @needs_cutlass
@@ -108,13 +126,16 @@ def test_left_alone():
 
 
 @needs_cutlass
-def test_cuda_source_uses_cutlass_for_both():
+def test_cuda_source_uses_cutlass_for_all():
     rng = np.random.default_rng(2)
     wp, bp = conv_weights(rng, 64, 8, 8, 3, f16)
     ws, bs = conv_weights(rng, 64, 7, 7, 3, f16)
-    fn = lambda x: (ait.gelu(ait.conv2d(x, wp, bp, stride=8)), ait.relu(ait.conv2d(x, ws, bs, stride=2, padding=3)))  # noqa: E731
+    w3, b3 = conv_weights(rng, 64, 3, 3, 3, f16)
+    fn = lambda x: (ait.gelu(ait.conv2d(x, wp, bp, stride=8)), ait.relu(ait.conv2d(x, ws, bs, stride=2, padding=3)),  # noqa: E731
+                    ait.conv2d(x, w3, b3, padding=1))
     src = ait.jit(fn, backend="cuda", arch="sm_90a").lower(S((1, 32, 32, 3), f16)).source
-    assert src.count("cutlass_status = cutlass_conv_") == 1 and src.count("cutlass_status = cutlass_gemm_") == 1
+    assert src.count("cutlass_status = cutlass_conv_") == 1 and src.count("cutlass_status = cutlass_gemm_") == 2
+    assert src.count("ait::gpu::conv2d_patches<") == 1
 
 
 @pytest.mark.cuda
@@ -124,11 +145,13 @@ def test_stems_match_reference_on_the_gpu(dtype):
     wp, bp = conv_weights(rng, 96, 16, 16, 3, dtype)
     ws, bs = conv_weights(rng, 64, 7, 7, 3, dtype)
     w2, b2 = conv_weights(rng, 40, 3, 3, 2, dtype)
+    w3, b3 = conv_weights(rng, 16, 3, 3, 3, dtype)
 
     def fn(x, r):
         return (ait.conv2d(x, wp, bp, stride=16),                                    # ViT's patches
                 ait.relu(ait.conv2d(x, ws, bs, stride=2, padding=3)),                  # ResNet's stem
-                ait.relu(ait.conv2d(x[..., :2], w2, b2, padding=1) + r))              # C = 2, a residual
+                ait.relu(ait.conv2d(x[..., :2], w2, b2, padding=1) + r),              # C = 2 (patches), a residual
+                ait.conv2d(x, w3, b3, stride=(1, 2), padding=1))                       # C padded to 8
     x = rng.standard_normal((2, 72, 56, 3)).astype(dtype)
     r = (rng.standard_normal((2, 72, 56, 40)) * 0.5).astype(dtype)
     check(fn, x, r, dtype=dtype)

@@ -41,6 +41,7 @@ def test_heuristic_by_waves():
     assert profiler.heuristic(49, 512, 4608).decomposition == "streamk"
     assert profiler.heuristic(49, 512, 512).decomposition == "dp"
     assert profiler.heuristic(4096, 4096, 4096).decomposition == "dp"
+    assert profiler.heuristic(12544, 64, 168).tile == (128, 64, 64)  # ResNet's stem over its patches
 
 
 def test_problems_static_and_buckets():

@@ -154,15 +154,16 @@ def lower_pad(ctx, e, kname):
         f"{t}({value}), stream);"])
 
 
-@lowering("cuda", "conv2d_patches")
+@lowering("cuda", "conv2d_patches", reads=any_view)  # (an NCHW -> NHWC transpose before a stem: no copy)
 def lower_conv2d_patches(ctx, e, kname):
     (x,), (y,) = e.invars, e.outvars
-    n, h, w, c = (ctx.dim(d) for d in x.aval.shape)
-    p, q = (ctx.dim(d) for d in y.aval.shape[1:3])
     pr = e.params
-    geo = [h, w, c, *pr["kernel_size"], p, q, *pr["stride"], pr["padding"][0][0], pr["padding"][1][0], *pr["dilation"]]
-    return _ops_kernel(ctx, kname, e, [f"ait::gpu::conv2d_patches<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(y)}, {n}, "
-                                       f"ait::gpu::PatchGeometry{{{', '.join(map(str, geo))}}}, stream);"])
+    geo = [*x.aval.shape[1:], *pr["kernel_size"], *y.aval.shape[1:3], *pr["stride"], pr["padding"][0][0],
+           pr["padding"][1][0], *pr["dilation"]]
+    return _ops_kernel(ctx, kname, e, [
+        f"ait::gpu::conv2d_patches<{ctx.storage(x)}>({ctx.name(x)}, {ctx.name(y)}, {ctx.dim(x.aval.shape[0])}, "
+        f"ait::gpu::PatchGeometry{{{', '.join(ctx.dim(d) for d in geo)}, "
+        f"{{{', '.join(ctx.dim(d) for d in ctx.strides(x))}}}}}, stream);"])
 
 
 @lowering("cuda", "batch_norm")

@@ -6,8 +6,13 @@ of ViT-B/16's 1.49 (the patch embedding) on an H100 at batch 1 (2026-12-06).
   - stride equal to the filter, no padding or dilation (ViT's patches): the patches are a layout
     change, x[N, P*KH, Q*KW, C] -> [N, P, Q, KH*KW*C], and the convolution one GEMM over them with
     the weight as [KH*KW*C, O];
-  - otherwise (ResNet's stem): C zero-padded to a multiple of 8, the input by a pad kernel at run
-    time (a few hundred KB), the weight at build time (legalize folds it).
+  - otherwise, where it is the smaller K: the patches (`conv2d_patches`, im2col) and one GEMM
+    over them, with zero taps appended to each filter row so that K = KH*(KW+t)*C is a multiple
+    of 8 (ResNet's 7x7 stem: K = 7*8*3 = 168; its input padded on the right to keep the output
+    width). Padding C to 8 instead would make K 392, and CUTLASS's conv over C = 8 took 38 us
+    for ResNet-50's stem on an H200 (2026-12-06);
+  - otherwise (small filters: a 3x3 over C = 3): C zero-padded to a multiple of 8, the input by a
+    pad kernel at run time, the weight at build time (legalize folds it), and the conv kernel.
 The epilogue of a fused_gemm goes along unchanged: the output keeps its shape."""
 from __future__ import annotations
 
@@ -71,8 +76,24 @@ def legalize_few_channels(e):
                                   (n, p, q, kh * kw * c))
             return rebind(e, patches, ops.transpose(ops.reshape(w, (o, kh * kw * c))), extra, "matmul")
         return fn
+    t = _extra_taps(kh, kw, c)
+    if kh * (kw + t) * c < kh * kw * (c + -c % _ALIGN):
+        p = conv_params(e)
+        (pt, pb), (pl, pr) = p["padding"]
+        padding = ((pt, pb), (pl, pr + t * p["dilation"][1]))  # the extra taps' reach: same output width
+
+        def fn(x, w, *extra):
+            w = ops.pad(w, ((0, 0), (0, 0), (0, t), (0, 0)))
+            patches = ops.conv2d_patches(x, (kh, kw + t), p["stride"], padding, p["dilation"])
+            return rebind(e, patches, ops.transpose(ops.reshape(w, (o, kh * (kw + t) * c))), extra, "matmul")
+        return fn
     pad = ((0, 0), (0, 0), (0, 0), (0, -c % _ALIGN))
 
     def fn(x, w, *extra):
         return rebind(e, ops.pad(x, pad), ops.pad(w, pad), extra, "conv2d")
     return fn
+
+
+def _extra_taps(kh, kw, c) -> int:
+    """Zero taps t appended to each filter row so that K = KH*(KW+t)*C is a multiple of 8."""
+    return next(t for t in range(_ALIGN) if kh * (kw + t) * c % _ALIGN == 0)

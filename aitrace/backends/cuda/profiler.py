@@ -38,10 +38,12 @@ ROW_BUCKETS = (128, 512, 2048, 8192)
 
 def heuristic(rows: int, n: int, k: int | None = None) -> GemmConfig:
     """The config for rows x n outputs (a K loop of k) by waves of CTAs: big tiles where they fill
-    the GPU, smaller ones (more CTAs, ping-pong to overlap the epilogue) where they would leave
+    the GPU (128 wide at most where n <= 64), smaller ones (more CTAs, ping-pong to overlap the epilogue) where they would leave
     SMs idle, and stream-K where even those are few and each would walk a long K loop."""
     def ctas(tm, tn):
         return -(-rows // tm) * -(-n // tn)
+    if n <= 64 and ctas(128, 64) >= SMS // 2:  # wider tiles would be half padding
+        return GemmConfig((128, 64, 64), (1, 1, 1), "cooperative")
     if ctas(128, 256) >= SMS:
         return DEFAULT_CONFIG
     if ctas(128, 128) >= SMS // 2:

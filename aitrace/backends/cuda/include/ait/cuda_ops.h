@@ -196,10 +196,13 @@ inline void pad_constant(const T* x, const int64_t* strides, T* y, const int64_t
 }
 
 // The patches of a convolution (im2col), NHWC: y[n][p][q][(i*KW + j)*C + c] =
-// x[n][p*sh - pt + i*dh][q*sw - pl + j*dw][c], zero in the padding. x contiguous. Each thread
-// moves V elements of one tap's channel row (V = 16 bytes where C and the pointers allow).
+// x[n][p*sh - pt + i*dh][q*sw - pl + j*dw][c], zero in the padding. x is read through element
+// strides (a view: an NCHW -> NHWC transpose costs no copy); y is contiguous. Each thread moves
+// V elements of one tap's channel row (V = 16 bytes where the channels are contiguous and C, the
+// strides and the pointers allow).
 struct PatchGeometry {
   int64_t H, W, C, KH, KW, P, Q, sh, sw, pt, pl, dh, dw;
+  int64_t xs[4];  // x's element strides (n, h, w, c)
 };
 
 template <typename T, int V>
@@ -208,7 +211,7 @@ __global__ void conv2d_patches_kernel(const T* __restrict__ x, T* __restrict__ y
   const int64_t cv = g.C / V;
   for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
     int64_t r = q;
-    const int64_t c = r % cv;
+    const int64_t c = r % cv * V;
     r /= cv;
     const int64_t j = r % g.KW;
     r /= g.KW;
@@ -220,7 +223,7 @@ __global__ void conv2d_patches_kernel(const T* __restrict__ x, T* __restrict__ y
     const int64_t h = oh * g.sh - g.pt + i * g.dh, w = ow * g.sw - g.pl + j * g.dw;
     Vec v;
     if (h >= 0 && h < g.H && w >= 0 && w < g.W)
-      v = reinterpret_cast<const Vec*>(x + ((n * g.H + h) * g.W + w) * g.C)[c];
+      v = *reinterpret_cast<const Vec*>(x + n * g.xs[0] + h * g.xs[1] + w * g.xs[2] + c * g.xs[3]);
     else
       memset(&v, 0, sizeof(v));
     reinterpret_cast<Vec*>(y)[q] = v;
@@ -232,7 +235,9 @@ inline void conv2d_patches(const T* x, T* y, int64_t N, const PatchGeometry& g, 
   constexpr int V = 16 / sizeof(T);
   const int64_t total = N * g.P * g.Q * g.KH * g.KW * g.C;
   if (total <= 0) return;
-  if (g.C % V == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0)
+  const bool vec = g.C % V == 0 && g.xs[3] == 1 && g.xs[0] % V == 0 && g.xs[1] % V == 0 && g.xs[2] % V == 0 &&
+                   reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;
+  if (vec)
     conv2d_patches_kernel<T, V><<<blocks_for(total / V, 256), 256, 0, s>>>(x, y, g, total / V);
   else
     conv2d_patches_kernel<T, 1><<<blocks_for(total, 256), 256, 0, s>>>(x, y, g, total);
