@@ -4,7 +4,7 @@ replayed as a CUDA graph, all in this one process on the same inputs. Times are 
 medians after warm-up. Also aitrace's cold compile (empty cache: code generation, profiling,
 nvcc) and warm compile (a new process, same cache) of each model, each in a fresh process.
 
-    python benchmarks/gpu_models.py [--models resnet,bert,vit] [--batches 1,128] [--repeat 50]
+    python benchmarks/gpu_models.py [--models resnet,bert,vit] [--batches 1,large] [--repeat 50]
         [--no-compile] [--compile-times] [--kernel-times 12] [--json out.json] [--plot out.png]
 
 --kernel-times N: afterwards, each model's GPU time per kernel (CUDA events, no CUDA graph;
@@ -66,7 +66,8 @@ def compile_seconds(model: str, batch: int, cache_dir: str) -> float:
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--models", default="resnet,bert,vit")
-    p.add_argument("--batches", default=None, help="comma-separated; default: 1 and the large batch of each model")
+    p.add_argument("--batches", default=None,
+                   help="comma-separated, 'large' for each model's large batch; default: 1 and the large batch")
     p.add_argument("--repeat", type=int, default=50)
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--compile-times", action="store_true", help="measure aitrace's cold and warm compile")
@@ -84,7 +85,8 @@ def main():
           f"{'best torch/ait':>14s}  max rel err")
     rows = []
     for model in a.models.split(","):
-        batches = [int(b) for b in a.batches.split(",")] if a.batches else DEFAULT_BATCHES[model]
+        batches = ([DEFAULT_BATCHES[model][1] if b == "large" else int(b) for b in a.batches.split(",")]
+                   if a.batches else DEFAULT_BATCHES[model])
         for batch in batches:
             tm, am, args, call = case(model, batch)
             tm = tm.eval()

@@ -13,6 +13,8 @@
 #   resnet    the conv-as-GEMM, few-channel and op GPU tests, then ResNet-50 bs1 with the profiler on
 #             (kernel times, every candidate's time)
 #   bert-vit  BERT-base and ViT-B/16 bs1 with the profiler on (kernel times, candidates' times)
+#   large     the three models at their large batch (ResNet/ViT 128, BERT 64), heuristic configs,
+#             with kernel times
 #   gemms     gpu_gemm.py --quick with the profiler on (graph-timed candidates): the bs1 model GEMMs
 #             and ResNet's slow bs1 convs as GEMMs over their patches, against cuBLAS
 set -uo pipefail
@@ -20,7 +22,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/ait-gpu-out}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-step=${1:?usage: gpu_session.sh tests-a|tests-b|rerun|models|profile|stems|resnet|bert-vit|gemms}
+step=${1:?usage: gpu_session.sh tests-a|tests-b|rerun|models|profile|stems|resnet|bert-vit|large|gemms}
 # compute-sanitizer over fixed-size tests (no hypothesis: its examples would multiply the run):
 # flash attention at odd sizes, graph replay with new tensors, long-row fused norms, grouped GEMMs
 sanitize() {
@@ -79,6 +81,9 @@ case "$step" in
     (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT 500 python gpu_models.py --models bert,vit --batches 1 --repeat 50 \
       --kernel-times 12 --json "$out/gpu_models_bert_vit.json" 2>&1 | tee "$out/bert-vit.log")
     dump_db bert-vit-db ;;
+  large)
+    (cd benchmarks && AITRACE_PROFILE=0 timeout -s INT 540 python gpu_models.py --batches large --repeat 20 \
+      --kernel-times 8 --json "$out/gpu_models_large.json" 2>&1 | tee "$out/large.log") ;;
   gemms)
     (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT 420 python gpu_gemm.py --quick --json "$out/gpu_gemm.json" 2>&1 | tee "$out/gemm.log")
     dump_db gemm-db ;;
