@@ -37,11 +37,26 @@ def test_heuristic_by_waves():
     assert profiler.heuristic(8192, 8192) == cg.DEFAULT_CONFIG
     assert profiler.heuristic(128, 768).tile == (64, 128, 64)
     assert profiler.heuristic(1024, 2304).tile == (128, 128, 64)
-    # few tiles and a long K loop (a batch-1 ResNet's 3x3 conv at 7x7 pixels as a GEMM): stream-K
-    assert profiler.heuristic(49, 512, 4608).decomposition == "streamk"
-    assert profiler.heuristic(49, 512, 512).decomposition == "dp"
+    # few tiles and a long K loop (a batch-1 ResNet's 3x3 conv at 7x7 pixels as a GEMM): the
+    # ping-pong 64x128 tile that won it on the H100; split-K only through the profiler
+    assert profiler.heuristic(49, 512, 4608) == cg.GemmConfig((64, 128, 64), (1, 1, 1), "pingpong")
     assert profiler.heuristic(4096, 4096, 4096).decomposition == "dp"
     assert profiler.heuristic(12544, 64, 168).tile == (128, 64, 64)  # ResNet's stem over its patches
+
+
+def test_split_k_candidates_only_for_few_tiles():
+    # 49 x 512 outputs: 8 tiles of 128x64, 72 K steps -> 16 splits fill one wave, 12 the next best
+    got = profiler.split_k_candidates(49, 512, 4608)
+    assert [(c.tile, c.splits) for c in got] == [((128, 64, 64), 12), ((128, 64, 64), 16),
+                                                 ((128, 128, 64), 12), ((128, 128, 64), 16)]
+    assert all(c.schedule == "cooperative" and c.needs_workspace for c in got)
+    # short K: parts of >= 3 steps (K = 512: 8 steps -> at most 2 splits)
+    assert {c.splits for c in profiler.split_k_candidates(49, 512, 512)} == {2}
+    assert profiler.split_k_candidates(4096, 4096, 4096) == []  # enough tiles already
+    args = [49, 512, 4608, 1, 4608, 512, 512, 0, 0, 0]
+    assert set(got) <= set(profiler.candidates(args)) and set(cg.CONFIGS) <= set(profiler.candidates(args))
+    for c in profiler.candidates(args):  # every candidate is a config the generator takes
+        assert cg.GemmConfig.parse(c.name) == c
 
 
 def test_problems_static_and_buckets():

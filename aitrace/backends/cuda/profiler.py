@@ -36,21 +36,34 @@ SMS = 132                       # H100 SXM; only the heuristic's wave arithmetic
 ROW_BUCKETS = (128, 512, 2048, 8192)
 
 
+def _ctas(rows: int, n: int, tm: int, tn: int) -> int:
+    return -(-rows // tm) * -(-n // tn)
+
+
 def heuristic(rows: int, n: int, k: int | None = None) -> GemmConfig:
     """The config for rows x n outputs (a K loop of k) by waves of CTAs: big tiles where they fill
-    the GPU (128 wide at most where n <= 64), smaller ones (more CTAs, ping-pong to overlap the epilogue) where they would leave
-    SMs idle, and stream-K where even those are few and each would walk a long K loop."""
-    def ctas(tm, tn):
-        return -(-rows // tm) * -(-n // tn)
-    if n <= 64 and ctas(128, 64) >= SMS // 2:  # wider tiles would be half padding
+    the GPU (128 wide at most where n <= 64), smaller ones (more CTAs, ping-pong to overlap the
+    epilogue) where they would leave SMs idle. (Stream-K 128x64 lost to ping-pong 64x128 on every
+    batch-1 ResNet GEMM the profiler timed on the H100, so the heuristic never picks it.)"""
+    if n <= 64 and _ctas(rows, n, 128, 64) >= SMS // 2:  # wider tiles would be half padding
         return GemmConfig((128, 64, 64), (1, 1, 1), "cooperative")
-    if ctas(128, 256) >= SMS:
+    if _ctas(rows, n, 128, 256) >= SMS:
         return DEFAULT_CONFIG
-    if ctas(128, 128) >= SMS // 2:
+    if _ctas(rows, n, 128, 128) >= SMS // 2:
         return GemmConfig((128, 128, 64), (1, 1, 1), "cooperative")
-    if k is not None and k >= 2048 and ctas(64, 128) < SMS // 4:
-        return GemmConfig((128, 64, 64), (1, 1, 1), "cooperative", decomposition="streamk")
     return GemmConfig((64, 128, 64), (1, 1, 1), "pingpong")
+
+
+def split_k_candidates(rows: int, n: int, k: int) -> list[GemmConfig]:
+    """Split-K configs for a problem whose output tiles leave most SMs idle: the K loop cut in s
+    parts (the two largest s whose tiles x s still fit one wave, each part >= 3 K steps)."""
+    out = []
+    for tile in ((128, 64, 64), (128, 128, 64)):
+        tiles, steps = _ctas(rows, n, tile[0], tile[1]), -(-k // tile[2])
+        fits = [s for s in (2, 3, 4, 6, 8, 12, 16) if tiles * s <= SMS and steps >= 3 * s]
+        if tiles < SMS // 4:
+            out += [GemmConfig(tile, (1, 1, 1), "cooperative", decomposition=f"splitk{s}") for s in fits[-2:]]
+    return out
 
 
 def enabled() -> bool:
@@ -253,9 +266,10 @@ def _build(source: str, arch: str):
 
 
 def candidates(args: list) -> list[GemmConfig]:
-    """The configs worth timing for a problem: all of CONFIGS, plus the heuristic's pick."""
-    pick = heuristic(args[0] * args[3], args[1], args[2])
-    return list(dict.fromkeys([*CONFIGS, pick]))
+    """The configs worth timing for a problem: all of CONFIGS, the heuristic's pick, and split-K
+    ones where the output tiles are few."""
+    rows, n, k = args[0] * args[3], args[1], args[2]
+    return list(dict.fromkeys([*CONFIGS, heuristic(rows, n, k), *split_k_candidates(rows, n, k)]))
 
 
 @contextlib.contextmanager

@@ -205,42 +205,69 @@ struct PatchGeometry {
   int64_t xs[4];  // x's element strides (n, h, w, c)
 };
 
-template <typename T, int V>
-__global__ void conv2d_patches_kernel(const T* __restrict__ x, T* __restrict__ y, PatchGeometry g, int64_t total) {
+// Index arithmetic in I: 32-bit where the sizes allow (integer division is slow on the GPU, the
+// 64-bit kind much more so). Vectors (V > 1, 16 bytes of C): one thread per vector. Scalars (C
+// not a multiple of the vector, e.g. an RGB stem): one thread per kernel row (n, oh, ow, i),
+// whose KW*C values of y are contiguous, so the divisions are paid once per row.
+template <typename T, int V, typename I>
+__global__ void conv2d_patches_kernel(const T* __restrict__ x, T* __restrict__ y, PatchGeometry g, I work) {
   using Vec = typename std::conditional<V == 1, T, uint4>::type;
-  const int64_t cv = g.C / V;
-  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
-    int64_t r = q;
-    const int64_t c = r % cv * V;
-    r /= cv;
-    const int64_t j = r % g.KW;
-    r /= g.KW;
-    const int64_t i = r % g.KH;
-    r /= g.KH;
-    const int64_t ow = r % g.Q;
-    r /= g.Q;
-    const int64_t oh = r % g.P, n = r / g.P;
-    const int64_t h = oh * g.sh - g.pt + i * g.dh, w = ow * g.sw - g.pl + j * g.dw;
-    Vec v;
-    if (h >= 0 && h < g.H && w >= 0 && w < g.W)
-      v = *reinterpret_cast<const Vec*>(x + n * g.xs[0] + h * g.xs[1] + w * g.xs[2] + c * g.xs[3]);
-    else
-      memset(&v, 0, sizeof(v));
-    reinterpret_cast<Vec*>(y)[q] = v;
+  const I cv = I(g.C / V), kw = I(g.KW), kh = I(g.KH), pq = I(g.Q), pp = I(g.P);
+  for (I q = blockIdx.x * I(blockDim.x) + threadIdx.x; q < work; q += I(gridDim.x) * blockDim.x) {
+    I r = q, c = 0, j = 0;
+    if constexpr (V > 1) {
+      c = r % cv;
+      r /= cv;
+      j = r % kw;
+      r /= kw;
+    }
+    const I i = r % kh;
+    r /= kh;
+    const I ow = r % pq;
+    r /= pq;
+    const I oh = r % pp, n = r / pp;
+    const int64_t h = int64_t(oh) * g.sh - g.pt + int64_t(i) * g.dh;
+    const bool row_in = h >= 0 && h < g.H;
+    const T* xr = x + int64_t(n) * g.xs[0] + h * g.xs[1];
+    const auto tap = [&](I j, I c, Vec* out) {
+      const int64_t w = int64_t(ow) * g.sw - g.pl + int64_t(j) * g.dw;
+      Vec v;
+      if (row_in && w >= 0 && w < g.W)
+        v = *reinterpret_cast<const Vec*>(xr + w * g.xs[2] + int64_t(c) * V * g.xs[3]);
+      else
+        memset(&v, 0, sizeof(v));
+      *out = v;
+    };
+    if constexpr (V > 1) {
+      tap(j, c, reinterpret_cast<Vec*>(y) + q);
+    } else {
+      T* out = y + int64_t(q) * kw * cv;
+      for (I jj = 0; jj < kw; ++jj)
+        for (I cc = 0; cc < cv; ++cc) tap(jj, cc, out + jj * cv + cc);
+    }
   }
+}
+
+template <typename T, int V>
+inline void launch_patches(const T* x, T* y, const PatchGeometry& g, int64_t work, cudaStream_t s) {
+  constexpr int threads = 256;
+  if (work + int64_t(blocks_for(work, threads)) * threads < (int64_t(1) << 31))  // q never overflows
+    conv2d_patches_kernel<T, V, int32_t><<<blocks_for(work, threads), threads, 0, s>>>(x, y, g, int32_t(work));
+  else
+    conv2d_patches_kernel<T, V, int64_t><<<blocks_for(work, threads), threads, 0, s>>>(x, y, g, work);
 }
 
 template <typename T>
 inline void conv2d_patches(const T* x, T* y, int64_t N, const PatchGeometry& g, cudaStream_t s) {
   constexpr int V = 16 / sizeof(T);
-  const int64_t total = N * g.P * g.Q * g.KH * g.KW * g.C;
-  if (total <= 0) return;
+  const int64_t rows = N * g.P * g.Q * g.KH;
+  if (rows * g.KW * g.C <= 0) return;
   const bool vec = g.C % V == 0 && g.xs[3] == 1 && g.xs[0] % V == 0 && g.xs[1] % V == 0 && g.xs[2] % V == 0 &&
                    reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;
   if (vec)
-    conv2d_patches_kernel<T, V><<<blocks_for(total / V, 256), 256, 0, s>>>(x, y, g, total / V);
+    launch_patches<T, V>(x, y, g, rows * g.KW * (g.C / V), s);
   else
-    conv2d_patches_kernel<T, 1><<<blocks_for(total, 256), 256, 0, s>>>(x, y, g, total);
+    launch_patches<T, 1>(x, y, g, rows, s);
 }
 
 // Inference batch norm over the last (channel) axis.
