@@ -7,7 +7,7 @@
 #   tests-b   graphs, attention, fused forms, backend, GEMM compile+run, few-channel convs, compute-sanitizer
 #   rerun     the GEMM compile+run and attention tests, and compute-sanitizer (after fixing tests-b)
 #   models    gpu_models.py at batch 1 (heuristic configs) with per-kernel times, and gpu_gemm.py
-#   profile   gpu_models.py with AITRACE_PROFILE=1 (stream-K candidates included) for BERT bs1, then
+#   profile   gpu_models.py with AITRACE_PROFILE=1 (split-K candidates for few-tile GEMMs) for BERT bs1, then
 #             every candidate's time from the profile database
 #   stems     the few-channel conv tests, then ResNet-50 and ViT-B/16 at batch 1 with kernel times
 #   resnet    the conv-as-GEMM, few-channel and op GPU tests, then ResNet-50 bs1 with the profiler on
