@@ -39,9 +39,9 @@ def test_heuristic_by_waves():
     assert profiler.heuristic(1024, 2304).tile == (128, 128, 64)
     # few tiles and a long K loop (a batch-1 ResNet's 3x3 conv at 7x7 pixels as a GEMM): the
     # ping-pong 64x128 tile that won it on the H100; split-K only through the profiler
-    assert profiler.heuristic(49, 512, 4608) == cg.GemmConfig((64, 128, 64), (1, 1, 1), "pingpong")
-    assert profiler.heuristic(4096, 4096, 4096).decomposition == "dp"
-    assert profiler.heuristic(12544, 64, 168).tile == (128, 64, 64)  # ResNet's stem over its patches
+    assert profiler.heuristic(49, 512) == cg.GemmConfig((64, 128, 64), (1, 1, 1), "pingpong")
+    assert profiler.heuristic(4096, 4096).decomposition == "dp"
+    assert profiler.heuristic(12544, 64).tile == (128, 64, 64)  # ResNet's stem over its patches
 
 
 def test_split_k_candidates_only_for_few_tiles():

@@ -40,8 +40,8 @@ def _ctas(rows: int, n: int, tm: int, tn: int) -> int:
     return -(-rows // tm) * -(-n // tn)
 
 
-def heuristic(rows: int, n: int, k: int | None = None) -> GemmConfig:
-    """The config for rows x n outputs (a K loop of k) by waves of CTAs: big tiles where they fill
+def heuristic(rows: int, n: int) -> GemmConfig:
+    """The config for rows x n outputs by waves of CTAs: big tiles where they fill
     the GPU (128 wide at most where n <= 64), smaller ones (more CTAs, ping-pong to overlap the
     epilogue) where they would leave SMs idle. (Stream-K 128x64 lost to ping-pong 64x128 on every
     batch-1 ResNet GEMM the profiler timed on the H100, so the heuristic never picks it.)"""
@@ -136,7 +136,7 @@ def gemm_choices(eqn, geo, arch: str, dims=()) -> list[tuple]:
             else:
                 profile_all([job])
                 hit = db.get(dev, op, key)
-        out.append((bound, GemmConfig.parse(hit.config) if hit else heuristic(rows, n, args[2])))
+        out.append((bound, GemmConfig.parse(hit.config) if hit else heuristic(rows, n)))
     return out
 
 
@@ -269,7 +269,7 @@ def candidates(args: list) -> list[GemmConfig]:
     """The configs worth timing for a problem: all of CONFIGS, the heuristic's pick, and split-K
     ones where the output tiles are few."""
     rows, n, k = args[0] * args[3], args[1], args[2]
-    return list(dict.fromkeys([*CONFIGS, heuristic(rows, n, k), *split_k_candidates(rows, n, k)]))
+    return list(dict.fromkeys([*CONFIGS, heuristic(rows, n), *split_k_candidates(rows, n, k)]))
 
 
 @contextlib.contextmanager

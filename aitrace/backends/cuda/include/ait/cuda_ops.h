@@ -197,9 +197,8 @@ inline void pad_constant(const T* x, const int64_t* strides, T* y, const int64_t
 
 // The patches of a convolution (im2col), NHWC: y[n][p][q][(i*KW + j)*C + c] =
 // x[n][p*sh - pt + i*dh][q*sw - pl + j*dw][c], zero in the padding. x is read through element
-// strides (a view: an NCHW -> NHWC transpose costs no copy); y is contiguous. Each thread moves
-// V elements of one tap's channel row (V = 16 bytes where the channels are contiguous and C, the
-// strides and the pointers allow).
+// strides (a view: an NCHW -> NHWC transpose costs no copy); y is contiguous. Channels move as
+// 16-byte vectors where they are contiguous and C, the strides and the pointers allow.
 struct PatchGeometry {
   int64_t H, W, C, KH, KW, P, Q, sh, sw, pt, pl, dh, dw;
   int64_t xs[4];  // x's element strides (n, h, w, c)
@@ -229,21 +228,26 @@ __global__ void conv2d_patches_kernel(const T* __restrict__ x, T* __restrict__ y
     const int64_t h = int64_t(oh) * g.sh - g.pt + int64_t(i) * g.dh;
     const bool row_in = h >= 0 && h < g.H;
     const T* xr = x + int64_t(n) * g.xs[0] + h * g.xs[1];
-    const auto tap = [&](I j, I c, Vec* out) {
+    const auto column = [&](I j) -> const T* {  // x at filter column j, or null in the padding
       const int64_t w = int64_t(ow) * g.sw - g.pl + int64_t(j) * g.dw;
+      return row_in && w >= 0 && w < g.W ? xr + w * g.xs[2] : nullptr;
+    };
+    const auto value = [&](const T* p, I c) {
       Vec v;
-      if (row_in && w >= 0 && w < g.W)
-        v = *reinterpret_cast<const Vec*>(xr + w * g.xs[2] + int64_t(c) * V * g.xs[3]);
+      if (p)
+        v = *reinterpret_cast<const Vec*>(p + int64_t(c) * V * g.xs[3]);
       else
         memset(&v, 0, sizeof(v));
-      *out = v;
+      return v;
     };
     if constexpr (V > 1) {
-      tap(j, c, reinterpret_cast<Vec*>(y) + q);
+      reinterpret_cast<Vec*>(y)[q] = value(column(j), c);
     } else {
       T* out = y + int64_t(q) * kw * cv;
-      for (I jj = 0; jj < kw; ++jj)
-        for (I cc = 0; cc < cv; ++cc) tap(jj, cc, out + jj * cv + cc);
+      for (I jj = 0; jj < kw; ++jj) {
+        const T* p = column(jj);
+        for (I cc = 0; cc < cv; ++cc) out[jj * cv + cc] = value(p, cc);
+      }
     }
   }
 }
