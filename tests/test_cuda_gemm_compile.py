@@ -146,7 +146,7 @@ def test_unsupported_are_named():
 # point per kernel so that the GPU test (where there is one) runs what was checked here.
 
 _CTYPES = {"const void*": "c_void_p", "void*": "c_void_p", "int": "c_int", "int64_t": "c_int64",
-           "size_t": "c_size_t", "cudaStream_t": "c_void_p"}
+           "size_t": "c_size_t", "cudaStream_t": "c_void_p", "bool": "c_bool"}
 
 
 def _entry(k) -> str:
@@ -252,11 +252,11 @@ def _run_deep_streamk(fn, ints, dev, torch):
     want = np.maximum(x.astype(np.float32) @ w.astype(np.float32) + b.astype(np.float32), 0)
     deep = [m, n, k, 1, k, n, n, m * k, k * n, m * n] + ints[10:]
     need = ctypes.c_size_t(0)
-    assert fn(*[None] * (len(dev) + 1), *deep, None, None, 0, ctypes.byref(need)) == 0
+    assert fn(*[None] * (len(dev) + 1), *deep, False, None, None, 0, ctypes.byref(need)) == 0
     assert need.value > 0
     ws = torch.empty(need.value, dtype=torch.uint8, device="cuda")
     xs, out = [torch.from_numpy(a).cuda() for a in (x, w, b)], torch.empty((m, n), dtype=torch.float16, device="cuda")
-    rc = fn(*[t.data_ptr() for t in xs], out.data_ptr(), *deep, torch.cuda.current_stream().cuda_stream,
+    rc = fn(*[t.data_ptr() for t in xs], out.data_ptr(), *deep, False, torch.cuda.current_stream().cuda_stream,
             ws.data_ptr(), need.value, None)
     torch.cuda.synchronize()
     assert rc == 0, f"cudaError {rc}"
@@ -300,7 +300,7 @@ def test_runs_on_gpu(compiled, name):
     ints = [int(shapes.evaluate(x, env)) for x in geo.args()]
     stream = torch.cuda.current_stream().cuda_stream
     need = ctypes.c_size_t(0)
-    assert fn(*[None] * (len(dev) + 1), *ints, None, None, 0, ctypes.byref(need)) == 0
+    assert fn(*[None] * (len(dev) + 1), *ints, False, None, None, 0, ctypes.byref(need)) == 0
     if config.decomposition == "streamk":
         # CUTLASS's stream-K scheduler turns a problem data-parallel (no workspace) where its tiles
         # have few k-iterations, as here (K = 256); a few-tile, deep-K problem (M = 128, K = 4096)
@@ -309,7 +309,7 @@ def test_runs_on_gpu(compiled, name):
     else:
         assert (need.value > 0) == config.needs_workspace
     ws = torch.empty(max(need.value, 1), dtype=torch.uint8, device="cuda")
-    rc = fn(*[t.data_ptr() for t in dev], out.data_ptr(), *ints, stream, ws.data_ptr(), need.value, None)
+    rc = fn(*[t.data_ptr() for t in dev], out.data_ptr(), *ints, False, stream, ws.data_ptr(), need.value, None)
     torch.cuda.synchronize()
     assert rc == 0, f"cudaError {rc}"
     # The reference rounds every intermediate to the input dtype (bf16: an ulp is 1/64 at |x| in
@@ -319,7 +319,7 @@ def test_runs_on_gpu(compiled, name):
     if name == "batched_bf16":  # B shared by the whole batch through a batch stride of 0
         b0 = dev[1][0].contiguous()
         ints[8] = 0  # batch_stride_b
-        rc = fn(dev[0].data_ptr(), b0.data_ptr(), out.data_ptr(), *ints, stream, None, 0, None)
+        rc = fn(dev[0].data_ptr(), b0.data_ptr(), out.data_ptr(), *ints, False, stream, None, 0, None)
         torch.cuda.synchronize()
         assert rc == 0, f"cudaError {rc}"
         want = np.matmul(args[0].astype(np.float32), args[1][0].astype(np.float32))

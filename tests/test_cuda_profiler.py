@@ -44,19 +44,18 @@ def test_heuristic_by_waves():
     assert profiler.heuristic(12544, 64).tile == (128, 64, 64)  # ResNet's stem over its patches
 
 
-def test_split_k_candidates_only_for_few_tiles():
-    # 49 x 512 outputs: 8 tiles of 128x64, 72 K steps -> 16 splits fill one wave, 12 the next best
-    got = profiler.split_k_candidates(49, 512, 4608)
-    assert [(c.tile, c.splits) for c in got] == [((128, 64, 64), 12), ((128, 64, 64), 16),
-                                                 ((128, 128, 64), 12), ((128, 128, 64), 16)]
-    assert all(c.schedule == "cooperative" and c.needs_workspace for c in got)
-    # short K: parts of >= 3 steps (K = 512: 8 steps -> at most 2 splits)
-    assert {c.splits for c in profiler.split_k_candidates(49, 512, 512)} == {2}
-    assert profiler.split_k_candidates(4096, 4096, 4096) == []  # enough tiles already
-    args = [49, 512, 4608, 1, 4608, 512, 512, 0, 0, 0]
-    assert set(got) <= set(profiler.candidates(args)) and set(cg.CONFIGS) <= set(profiler.candidates(args))
-    for c in profiler.candidates(args):  # every candidate is a config the generator takes
-        assert cg.GemmConfig.parse(c.name) == c
+def test_candidates_pruned_by_critical_path_work():
+    name = lambda args: {c.name for c in profiler.candidates(args)}  # noqa: E731
+    # 49 x 512 (ResNet layer 4 at batch 1): 8 CTAs of 128x64 or of 64x128, one wave; the wider
+    # tiles do 2-4x the work per SM on the critical path
+    assert name([49, 512, 4608, 1, 4608, 512, 512, 0, 0, 0]) == {"cooperative_128x64x64_c1x1x1",
+                                                                "pingpong_64x128x64_c1x1x1"}
+    # the stem over its patches: 98 CTAs of 128x64 fill one wave, 64x128 would need two
+    assert name([12544, 64, 168, 1, 168, 64, 64, 0, 0, 0]) == {"cooperative_128x64x64_c1x1x1"}
+    # many waves: every config stays in (the wave quantization is small for all of them)
+    assert name([8192, 8192, 8192, 1, 8192, 8192, 8192, 0, 0, 0]) == {c.name for c in cg.CONFIGS}
+    for c in profiler.candidates([49, 512, 4608, 1, 4608, 512, 512, 0, 0, 0]):
+        assert cg.GemmConfig.parse(c.name) == c and c.decomposition == "dp"
 
 
 def test_problems_static_and_buckets():
@@ -109,7 +108,7 @@ def test_a_remembered_stream_k_winner_gets_its_workspace(cache, monkeypatch):
     low = ait.jit(fn, backend="cuda", arch="sm_90a").lower(x)
     src = low.source
     assert "cutlass::gemm::StreamKScheduler>" in src and "ctx->workspace.bytes_for(dims" in src
-    assert "stream, workspace, workspace_bytes, nullptr)" in src and "0, &need)" in src
+    assert "false, stream, workspace, workspace_bytes, nullptr)" in src and "false, nullptr, nullptr, 0, &need)" in src
     assert low.build().exists()
 
 
@@ -123,7 +122,7 @@ def test_harness_spans_every_operand():
     for buf in ("A", "B", "x0", "x1", "D"):
         assert f"void* {buf} = ait_profile_buffer<" in src
     assert "ait_profiled_gemm(A, B, x0, x1, D, 100, 72, 64, 1," in src
-    assert "stream, workspace, workspace_bytes, nullptr)" in src   # a workspace for stream-K configs
+    assert "true, stream, workspace, workspace_bytes, nullptr)" in src   # a workspace for stream-K configs
     assert "nullptr, nullptr, 0, &workspace_bytes);" in src
     # timed as a graph of back-to-back launches (the host's launch cost stays out)
     assert src.index("cudaStreamBeginCapture(stream") < src.index("cudaGraphLaunch(exec, stream)")

@@ -62,6 +62,8 @@ def flags(arch: str) -> list[str]:
     # -DNDEBUG: without it ptxas serializes wgmma (warning C7510)
     f = ["-std=c++17", "-O3", "-DNDEBUG", "--expt-relaxed-constexpr", f"-gencode=arch=compute_{code},code={targets}",
          "-Xcompiler", "-fPIC", "-shared", "-lineinfo"]
+    if arch == "sm_90a":  # programmatic dependent launch of aitrace's own kernels (ait/cuda.h)
+        f += ["-DAIT_PDL"]
     f += [f"-I{p}" for p in INCLUDES]
     from .gemm import cutlass_include_dir  # CUTLASS's headers (extra `cuda`), where installed
     if cutlass_include_dir():

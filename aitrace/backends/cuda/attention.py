@@ -35,5 +35,5 @@ def lower_attention(ctx, e, kname):
     D, Dv, rows = q.aval.shape[3], v.aval.shape[3], shapes.prod(q.aval.shape[:3])
     return _kernel(ctx, kname, e, [
         f"if ({ctx.dim(D)} > 256 || {ctx.dim(Dv)} > 256) throw std::runtime_error(\"attention: head dim > 256\");",
-        f"ait::gpu::attention_kernel<{t}, {mt}><<<ait::gpu::blocks_for({ctx.dim(rows)} * 32, 128), 128, 0, stream>>>("
-        f"{', '.join(args)});"])
+        f"ait::gpu::launch(ait::gpu::attention_kernel<{t}, {mt}>, ait::gpu::blocks_for({ctx.dim(rows)} * 32, 128), "
+        f"128, 0, stream, {', '.join(args)});"])

@@ -30,7 +30,10 @@ Launch parameters, in order (pointers are device pointers, strides in elements):
   int64_t lda, int64_t ldb, int64_t ldd,
   int64_t batch_stride_a, int64_t batch_stride_b, int64_t batch_stride_d,
   int64_t ld_x<j>, int64_t batch_stride_x<j>   (for each y-shaped extra j, in order),
-  cudaStream_t stream, void* workspace, size_t workspace_bytes, size_t* workspace_needed
+  bool pdl, cudaStream_t stream, void* workspace, size_t workspace_bytes, size_t* workspace_needed
+(pdl: launch it as a programmatic dependent launch, see ait/cuda.h: only where no operand the
+consumer warps read directly, a row or scalar, is written by the kernel before it: the kernel
+waits for its predecessor in its TMA producer warps alone.)
 A is [M, K] with row stride lda (K contiguous). B is [K, N] with row stride ldb (N contiguous,
 as the IR holds it: CUTLASS LayoutB = RowMajor), or with `b_major="k"` B^T stored [N, K] with
 row stride ldb (ColumnMajor). D [M, N] row stride ldd. The batch is CUTLASS's L mode (a batch
@@ -140,8 +143,8 @@ CONFIGS = (
     GemmConfig((64, 128, 64), (1, 1, 1), "pingpong"),
     GemmConfig((128, 64, 64), (1, 1, 1), "cooperative"),   # N <= 64 (a stem's 64 channels)
 )
-# (Stream-K candidates lost everywhere at batch 1 on the H100; problems with few output tiles get
-# split-K candidates instead: profiler.split_k_candidates.)
+# (Stream-K and split-K configs lost every batch-1 problem they were timed on, on the H100; they stay
+# nameable, e.g. "cooperative_128x64x64_c1x1x1_splitk4", but the profiler does not try them.)
 DEFAULT_CONFIG = CONFIGS[0]
 
 _RASTER = {"heuristic": "Heuristic", "m": "AlongM", "n": "AlongN"}
@@ -430,7 +433,7 @@ def gemm_kernel(name: str, eqn, config: GemmConfig | None = None, b_major: str =
     for o in operands:
         if o.kind == "full":
             params += [f"int64_t ld_x{o.index}", f"int64_t batch_stride_x{o.index}"]
-    params += ["cudaStream_t stream", "void* workspace", "size_t workspace_bytes", "size_t* workspace_needed"]
+    params += ["bool pdl", "cudaStream_t stream", "void* workspace", "size_t workspace_bytes", "size_t* workspace_needed"]
 
     kernel_schedule, epilogue_schedule = _SCHEDULES[config.schedule]
     summary = (f"{dtypes.short_name(ta)}[M,K] @ {dtypes.short_name(ta)}"

@@ -44,6 +44,14 @@ def epilogue_functor(ctx, kname: str, e):
     return struct, lambda row0, M: f"{kname}_epilogue{{{ptrs}, {n_cols}, {ldo}, {row0}, {M}}}"
 
 
+def pdl_arg(ctx, e) -> str:
+    """The `pdl` argument of an sm90 GEMM launch. Always false for now: CUTLASS's kernels wait for
+    their predecessor only when built with CUTLASS_ENABLE_GDC_FOR_SM90, which breaks the build of
+    its stream-K scheduler (nvidia-cutlass 4.2). Once set per kernel, the rule is: on unless a row or
+    scalar epilogue operand is computed at run time (the consumer warps read those unwaited)."""
+    return "false"
+
+
 def _cutlass(ctx, e, kname):
     """(shared definition, launch expression) of the CUTLASS kernel for e, or None where it does
     not apply: CUTLASS 3 sm90a kernels (gemm.py) on sm_90a, CUTLASS 2.x sm80 ones (gemm_sm80.py)
@@ -75,13 +83,14 @@ def _cutlass(ctx, e, kname):
     ptrs = [ctx.name(a) for a in e.invars[:2]] + [ctx.name(v) for v in e.invars[2:]] + [ctx.name(e.outvars[0])]
     dims = [ctx.dim(d) for d in geo.args()]
     sm90 = kernels is gemm  # (its launch also answers workspace queries)
-    args = ", ".join(ptrs + dims + ["stream", "workspace", "workspace_bytes"] + (["nullptr"] if sm90 else []))
+    args = ", ".join(ptrs + dims + ([pdl_arg(ctx, e)] if sm90 else []) + ["stream", "workspace", "workspace_bytes"]
+                     + (["nullptr"] if sm90 else []))
     launch = f"{names[-1]}({args})"
     rows = ctx.dim(shapes.prod([geo.M, geo.batch]))
     for (bound, _), name in reversed(list(zip(choices[:-1], names[:-1]))):
         launch = launch if launch.startswith(name + "(") else f"({rows} <= {bound} ? {name}({args}) : {launch})"
     # the workspace of stream-K / split-K configs, asked of the kernel before the run
-    queries = [f"{name}({', '.join(['nullptr'] * len(ptrs) + dims)}, nullptr, nullptr, 0, &need)"
+    queries = [f"{name}({', '.join(['nullptr'] * len(ptrs) + dims)}, false, nullptr, nullptr, 0, &need)"
                for (_, config), name in zip(choices, names) if config is not None and config.needs_workspace]
     ctx.workspace_queries.extend(q for q in queries if q not in ctx.workspace_queries)
     return definition, launch

@@ -25,6 +25,7 @@ struct StoreEpi {
 template <typename TA, typename TB, typename Epi>
 __global__ void __launch_bounds__(256) gemm_simt_kernel(int64_t M, int64_t N, int64_t K, const TA* A, int64_t abs_, int64_t ars,
                                                         int64_t acs, const TB* B, int64_t bbs, int64_t brs, int64_t bcs, Epi epi) {
+  await_inputs();
   constexpr int BM = 64, BN = 64, BK = 16;
   __shared__ float As[BK][BM + 1], Bs[BK][BN + 1];
   const int64_t b = blockIdx.z, m0 = int64_t(blockIdx.y) * BM, n0 = int64_t(blockIdx.x) * BN;
@@ -70,7 +71,7 @@ inline void gemm_simt(int64_t batch, int64_t M, int64_t N, int64_t K, const TA* 
                       const TB* B, int64_t bbs, int64_t brs, int64_t bcs, Epi epi, cudaStream_t s) {
   if (batch == 0 || M == 0 || N == 0) return;
   dim3 grid(unsigned((N + 63) / 64), unsigned((M + 63) / 64), unsigned(batch));
-  gemm_simt_kernel<TA, TB, Epi><<<grid, 256, 0, s>>>(M, N, K, A, abs_, ars, acs, B, bbs, brs, bcs, epi);
+  launch(gemm_simt_kernel<TA, TB, Epi>, grid, 256, 0, s, M, N, K, A, abs_, ars, acs, B, bbs, brs, bcs, epi);
 }
 
 // Direct NHWC convolution: one thread per output element (row = output pixel, col = channel),
@@ -79,6 +80,7 @@ template <typename T, typename Epi>
 __global__ void conv2d_kernel(const T* __restrict__ x, const T* __restrict__ w, int64_t N, int64_t H, int64_t W, int64_t C,
                               int64_t O, int64_t KH, int64_t KW, int64_t sh, int64_t sw, int64_t pt, int64_t pl,
                               int64_t dh, int64_t dw, int64_t groups, int64_t OH, int64_t OW, Epi epi) {
+  await_inputs();
   const int64_t total = N * OH * OW * O, cg = C / groups, og = O / groups;
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < total; t += int64_t(gridDim.x) * blockDim.x) {
     const int64_t o = t % O, pix = t / O, ow = pix % OW, oh = (pix / OW) % OH, n = pix / (OW * OH);
@@ -105,7 +107,7 @@ inline void conv2d(const T* x, const T* w, int64_t N, int64_t H, int64_t W, int6
                    int64_t groups, Epi epi, cudaStream_t s) {
   const int64_t OH = (H + pt + pb - dh * (KH - 1) - 1) / sh + 1, OW = (W + pl + pr - dw * (KW - 1) - 1) / sw + 1;
   if (N * OH * OW * O <= 0) return;
-  conv2d_kernel<T, Epi><<<blocks_for(N * OH * OW * O, 256), 256, 0, s>>>(x, w, N, H, W, C, O, KH, KW, sh, sw, pt, pl, dh, dw,
+  launch(conv2d_kernel<T, Epi>, blocks_for(N * OH * OW * O, 256), 256, 0, s, x, w, N, H, W, C, O, KH, KW, sh, sw, pt, pl, dh, dw,
                                                                       groups, OH, OW, epi);
 }
 
@@ -114,6 +116,7 @@ template <typename T>
 __global__ void pool2d_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t N, int64_t H, int64_t W, int64_t C,
                               int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t OH,
                               int64_t OW, int is_max, bool count_include_pad) {
+  await_inputs();
   const int64_t total = N * OH * OW * C;
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < total; t += int64_t(gridDim.x) * blockDim.x) {
     const int64_t c = t % C, ow = (t / C) % OW, oh = (t / (C * OW)) % OH, n = t / (C * OW * OH);
@@ -136,13 +139,14 @@ template <typename T>
 inline void pool2d(const T* x, T* y, int64_t N, int64_t H, int64_t W, int64_t C, int64_t kh, int64_t kw, int64_t sh,
                    int64_t sw, int64_t pt, int64_t pl, int64_t OH, int64_t OW, int is_max, bool cip, cudaStream_t s) {
   if (N * OH * OW * C <= 0) return;
-  pool2d_kernel<T><<<blocks_for(N * OH * OW * C, 256), 256, 0, s>>>(x, y, N, H, W, C, kh, kw, sh, sw, pt, pl, OH, OW, is_max, cip);
+  launch(pool2d_kernel<T>, blocks_for(N * OH * OW * C, 256), 256, 0, s, x, y, N, H, W, C, kh, kw, sh, sw, pt, pl, OH, OW, is_max, cip);
 }
 
 // take: y[o, i, k] = table[o, clamp(idx[i]), k] (negative indices count from the end).
 template <typename T, typename I>
 __global__ void take_kernel(const T* __restrict__ t, const I* __restrict__ idx, T* __restrict__ y, int64_t outer, int64_t n,
                             int64_t inner, int64_t m) {
+  await_inputs();
   const int64_t total = outer * m * inner;
   for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
     const int64_t k = q % inner, i = (q / inner) % m, o = q / (inner * m);
@@ -156,7 +160,7 @@ __global__ void take_kernel(const T* __restrict__ t, const I* __restrict__ idx, 
 template <typename T, typename I>
 inline void take(const T* t, const I* idx, T* y, int64_t outer, int64_t n, int64_t inner, int64_t m, cudaStream_t s) {
   if (outer * m * inner <= 0) return;
-  take_kernel<T, I><<<blocks_for(outer * m * inner, 256), 256, 0, s>>>(t, idx, y, outer, n, inner, m);
+  launch(take_kernel<T, I>, blocks_for(outer * m * inner, 256), 256, 0, s, t, idx, y, outer, n, inner, m);
 }
 
 // Constant pad over up to kMaxDims axes (shape and element strides: the input's, which may be a
@@ -168,6 +172,7 @@ struct PadGeometry {
 
 template <typename T>
 __global__ void pad_kernel(const T* __restrict__ x, T* __restrict__ y, PadGeometry g, int64_t total, T value) {
+  await_inputs();
   for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
     int64_t r = q, src = 0;
     bool inside = true;
@@ -192,7 +197,7 @@ inline void pad_constant(const T* x, const int64_t* strides, T* y, const int64_t
     total *= g.out[d];
   }
   if (total <= 0) return;
-  pad_kernel<T><<<blocks_for(total, 256), 256, 0, s>>>(x, y, g, total, value);
+  launch(pad_kernel<T>, blocks_for(total, 256), 256, 0, s, x, y, g, total, value);
 }
 
 // The patches of a convolution (im2col), NHWC: y[n][p][q][(i*KW + j)*C + c] =
@@ -205,21 +210,23 @@ struct PatchGeometry {
 };
 
 // Index arithmetic in I: 32-bit where the sizes allow (integer division is slow on the GPU, the
-// 64-bit kind much more so). Vectors (V > 1, 16 bytes of C): one thread per vector. Scalars (C
-// not a multiple of the vector, e.g. an RGB stem): one thread per kernel row (n, oh, ow, i),
-// whose KW*C values of y are contiguous, so the divisions are paid once per row.
-template <typename T, int V, typename I>
+// 64-bit kind much more so). Three ways to cut the work, by what C allows:
+//   kChannelVectors  C a multiple of a 16-byte vector: one thread per vector of channels;
+//   kRowVectors      a kernel row's KW*C values (contiguous in y) a multiple of a vector, e.g. an
+//                    RGB stem padded to 8 columns: one thread per 16-byte vector of y, gathered
+//                    value by value (16-byte stores: 2-byte ones cost 8x the store traffic);
+//   kRows            otherwise: one thread per kernel row (n, oh, ow, i), scalar stores.
+enum PatchCut { kChannelVectors, kRowVectors, kRows };
+
+template <typename T, int Cut, typename I>
 __global__ void conv2d_patches_kernel(const T* __restrict__ x, T* __restrict__ y, PatchGeometry g, I work) {
-  using Vec = typename std::conditional<V == 1, T, uint4>::type;
-  const I cv = I(g.C / V), kw = I(g.KW), kh = I(g.KH), pq = I(g.Q), pp = I(g.P);
+  await_inputs();
+  constexpr int V = 16 / sizeof(T);
+  const I C = I(g.C), kw = I(g.KW), kh = I(g.KH), pq = I(g.Q), pp = I(g.P);
+  const I per_row = Cut == kChannelVectors ? kw * (C / V) : Cut == kRowVectors ? kw * C / V : 1;
   for (I q = blockIdx.x * I(blockDim.x) + threadIdx.x; q < work; q += I(gridDim.x) * blockDim.x) {
-    I r = q, c = 0, j = 0;
-    if constexpr (V > 1) {
-      c = r % cv;
-      r /= cv;
-      j = r % kw;
-      r /= kw;
-    }
+    const I t = q % per_row;  // this thread's part of its kernel row
+    I r = q / per_row;
     const I i = r % kh;
     r /= kh;
     const I ow = r % pq;
@@ -232,33 +239,42 @@ __global__ void conv2d_patches_kernel(const T* __restrict__ x, T* __restrict__ y
       const int64_t w = int64_t(ow) * g.sw - g.pl + int64_t(j) * g.dw;
       return row_in && w >= 0 && w < g.W ? xr + w * g.xs[2] : nullptr;
     };
-    const auto value = [&](const T* p, I c) {
-      Vec v;
-      if (p)
-        v = *reinterpret_cast<const Vec*>(p + int64_t(c) * V * g.xs[3]);
-      else
-        memset(&v, 0, sizeof(v));
-      return v;
-    };
-    if constexpr (V > 1) {
-      reinterpret_cast<Vec*>(y)[q] = value(column(j), c);
+    if constexpr (Cut == kChannelVectors) {
+      const I cv = C / V, j = t / cv, c = t % cv;
+      const T* p = column(j);
+      uint4 v = {0, 0, 0, 0};
+      if (p) v = *reinterpret_cast<const uint4*>(p + int64_t(c) * V);
+      reinterpret_cast<uint4*>(y)[q] = v;
+    } else if constexpr (Cut == kRowVectors) {
+      I j = t * V / C, c = t * V % C;
+      const T* p = column(j);
+      T v[V];
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        v[e] = p ? p[int64_t(c) * g.xs[3]] : T(0.f);
+        if (++c == C) {
+          c = 0;
+          p = column(++j);
+        }
+      }
+      vstore<V>(y + int64_t(q) * V, v);
     } else {
-      T* out = y + int64_t(q) * kw * cv;
-      for (I jj = 0; jj < kw; ++jj) {
-        const T* p = column(jj);
-        for (I cc = 0; cc < cv; ++cc) out[jj * cv + cc] = value(p, cc);
+      T* out = y + int64_t(q) * kw * C;
+      for (I j = 0; j < kw; ++j) {
+        const T* p = column(j);
+        for (I c = 0; c < C; ++c) out[j * C + c] = p ? p[int64_t(c) * g.xs[3]] : T(0.f);
       }
     }
   }
 }
 
-template <typename T, int V>
+template <typename T, int Cut>
 inline void launch_patches(const T* x, T* y, const PatchGeometry& g, int64_t work, cudaStream_t s) {
   constexpr int threads = 256;
   if (work + int64_t(blocks_for(work, threads)) * threads < (int64_t(1) << 31))  // q never overflows
-    conv2d_patches_kernel<T, V, int32_t><<<blocks_for(work, threads), threads, 0, s>>>(x, y, g, int32_t(work));
+    launch(conv2d_patches_kernel<T, Cut, int32_t>, blocks_for(work, threads), threads, 0, s, x, y, g, int32_t(work));
   else
-    conv2d_patches_kernel<T, V, int64_t><<<blocks_for(work, threads), threads, 0, s>>>(x, y, g, work);
+    launch(conv2d_patches_kernel<T, Cut, int64_t>, blocks_for(work, threads), threads, 0, s, x, y, g, work);
 }
 
 template <typename T>
@@ -266,12 +282,14 @@ inline void conv2d_patches(const T* x, T* y, int64_t N, const PatchGeometry& g, 
   constexpr int V = 16 / sizeof(T);
   const int64_t rows = N * g.P * g.Q * g.KH;
   if (rows * g.KW * g.C <= 0) return;
-  const bool vec = g.C % V == 0 && g.xs[3] == 1 && g.xs[0] % V == 0 && g.xs[1] % V == 0 && g.xs[2] % V == 0 &&
-                   reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;
-  if (vec)
-    launch_patches<T, V>(x, y, g, rows * g.KW * (g.C / V), s);
+  const bool x_vec = g.C % V == 0 && g.xs[3] == 1 && g.xs[0] % V == 0 && g.xs[1] % V == 0 && g.xs[2] % V == 0 &&
+                     aligned16(x);
+  if (x_vec && aligned16(y))
+    launch_patches<T, kChannelVectors>(x, y, g, rows * g.KW * (g.C / V), s);
+  else if (g.KW * g.C % V == 0 && aligned16(y))
+    launch_patches<T, kRowVectors>(x, y, g, rows * g.KW * g.C / V, s);
   else
-    launch_patches<T, 1>(x, y, g, rows, s);
+    launch_patches<T, kRows>(x, y, g, rows, s);
 }
 
 // Inference batch norm over the last (channel) axis.
@@ -279,6 +297,7 @@ template <typename T, typename P>
 __global__ void batch_norm_kernel(const T* __restrict__ x, const P* __restrict__ mean, const P* __restrict__ var,
                                   const P* __restrict__ w, const P* __restrict__ b, T* __restrict__ y, int64_t total,
                                   int64_t C, float eps) {
+  await_inputs();
   for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
     const int64_t c = q % C;
     const float sc = (w ? load<float>(w[c]) : 1.f) * rsqrtf(load<float>(var[c]) + eps);
@@ -290,7 +309,7 @@ template <typename T, typename P>
 inline void batch_norm(const T* x, const P* mean, const P* var, const P* w, const P* b, T* y, int64_t rows, int64_t C,
                        float eps, cudaStream_t s) {
   if (rows * C <= 0) return;
-  batch_norm_kernel<T, P><<<blocks_for(rows * C, 256), 256, 0, s>>>(x, mean, var, w, b, y, rows * C, C, eps);
+  launch(batch_norm_kernel<T, P>, blocks_for(rows * C, 256), 256, 0, s, x, mean, var, w, b, y, rows * C, C, eps);
 }
 
 // ------------------------------------------------ row kernels: softmax / layer norm over the last axis
@@ -443,6 +462,7 @@ inline RowLaunch row_launch(int64_t rows, int64_t n) {
 template <int G, int C, typename T, typename W, typename Row>
 __global__ void __launch_bounds__(kRowThreads) layer_norm_rows_kernel(Row row, const W* w, const W* b, T* y, int64_t rows,
                                                                       int64_t n, float eps, bool cached) {
+  await_inputs();
   extern __shared__ __align__(16) float row_cache[];
   __shared__ float scratch[32];
   const int slot = threadIdx.x / G;
@@ -452,6 +472,7 @@ __global__ void __launch_bounds__(kRowThreads) layer_norm_rows_kernel(Row row, c
 
 template <int G, int C, typename T, typename Row>
 __global__ void __launch_bounds__(kRowThreads) softmax_rows_kernel(Row row, T* y, int64_t rows, int64_t n, bool cached) {
+  await_inputs();
   extern __shared__ __align__(16) float row_cache[];
   __shared__ float scratch[32];
   const int slot = threadIdx.x / G;
@@ -462,13 +483,13 @@ __global__ void __launch_bounds__(kRowThreads) softmax_rows_kernel(Row row, T* y
 template <int G, int C, typename T, typename W, typename Row>
 inline void launch_layer_norm_rows(const RowLaunch& l, const Row& row, const W* w, const W* b, T* y, int64_t rows, int64_t n,
                                    float eps, cudaStream_t s) {
-  layer_norm_rows_kernel<G, C, T, W, Row><<<unsigned(l.blocks), kRowThreads, l.cache_bytes, s>>>(row, w, b, y, rows, n, eps,
+  launch(layer_norm_rows_kernel<G, C, T, W, Row>, unsigned(l.blocks), kRowThreads, l.cache_bytes, s, row, w, b, y, rows, n, eps,
                                                                                                  l.cache_bytes > 0);
 }
 
 template <int G, int C, typename T, typename Row>
 inline void launch_softmax_rows(const RowLaunch& l, const Row& row, T* y, int64_t rows, int64_t n, cudaStream_t s) {
-  softmax_rows_kernel<G, C, T, Row><<<unsigned(l.blocks), kRowThreads, l.cache_bytes, s>>>(row, y, rows, n, l.cache_bytes > 0);
+  launch(softmax_rows_kernel<G, C, T, Row>, unsigned(l.blocks), kRowThreads, l.cache_bytes, s, row, y, rows, n, l.cache_bytes > 0);
 }
 
 // vec: rows_vectorizable over every pointer the row functor and the kernel move by vectors
@@ -523,6 +544,7 @@ __device__ __forceinline__ void grouped_layer_norm_member(const LayerNormMember<
 
 template <typename T, typename W, int M>
 __global__ void __launch_bounds__(kRowThreads) grouped_layer_norm_kernel(const __grid_constant__ LayerNormGroup<T, W, M> g) {
+  await_inputs();
   extern __shared__ __align__(16) float row_cache[];
   __shared__ float scratch[32];
   int k = 0;
@@ -546,7 +568,7 @@ inline void grouped_layer_norm(LayerNormGroup<T, W, M> g, cudaStream_t s) {
     blocks += m.rows > 0 && m.n > 0 ? l.blocks : 0;
     cache = cache > l.cache_bytes ? cache : l.cache_bytes;
   }
-  if (blocks > 0) grouped_layer_norm_kernel<T, W, M><<<unsigned(blocks), kRowThreads, cache, s>>>(g);
+  if (blocks > 0) launch(grouped_layer_norm_kernel<T, W, M>, unsigned(blocks), kRowThreads, cache, s, g);
 }
 
 // ------------------------------------------------ one axis of [outer, n, inner]: argmax, softmax
@@ -556,6 +578,7 @@ inline void grouped_layer_norm(LayerNormGroup<T, W, M> g, cudaStream_t s) {
 // numpy argmax: the first maximum; the first NaN beats any number.
 template <typename T>
 __global__ void argmax_kernel(const T* __restrict__ x, int64_t* __restrict__ y, int64_t outer, int64_t n, int64_t inner) {
+  await_inputs();
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < outer * inner; t += int64_t(gridDim.x) * blockDim.x) {
     const int64_t o = t / inner, i = t % inner;
     const T* p = x + o * n * inner + i;
@@ -571,11 +594,12 @@ __global__ void argmax_kernel(const T* __restrict__ x, int64_t* __restrict__ y, 
 
 template <typename T>
 inline void argmax(const T* x, int64_t* y, int64_t outer, int64_t n, int64_t inner, cudaStream_t s) {
-  argmax_kernel<T><<<blocks_for(outer * inner, 256), 256, 0, s>>>(x, y, outer, n, inner);
+  launch(argmax_kernel<T>, blocks_for(outer * inner, 256), 256, 0, s, x, y, outer, n, inner);
 }
 
 template <typename T>
 __global__ void softmax_axis_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t outer, int64_t n, int64_t inner) {
+  await_inputs();
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < outer * inner; t += int64_t(gridDim.x) * blockDim.x) {
     const int64_t base = (t / inner) * n * inner + t % inner;
     float m = -INFINITY, sum = 0.f;
@@ -588,7 +612,7 @@ __global__ void softmax_axis_kernel(const T* __restrict__ x, T* __restrict__ y, 
 
 template <typename T>
 inline void softmax_axis(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, cudaStream_t s) {
-  softmax_axis_kernel<T><<<blocks_for(outer * inner, 256), 256, 0, s>>>(x, y, outer, n, inner);
+  launch(softmax_axis_kernel<T>, blocks_for(outer * inner, 256), 256, 0, s, x, y, outer, n, inner);
 }
 
 // After a launch in a host function that returns nothing: a failed launch throws, naming the

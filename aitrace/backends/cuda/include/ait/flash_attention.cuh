@@ -103,6 +103,7 @@ struct Params {
 // MASK: 0 none, 1 boolean (true attends), 2 additive.
 template <typename T, typename M, int HD, int BQ, int MASK, bool CAUSAL>
 __global__ void __launch_bounds__(BQ * 2) flash_attention_kernel(const Params<T, M> p) {
+  await_inputs();
   constexpr int BK = key_tile(HD), THREADS = BQ * 2, LD = HD + 8;  // +8: rows 16 bytes off bank-aligned, ldmatrix conflict-free
   constexpr int DK = HD / 16, NS = BK / 8, NO = HD / 8;  // k-steps over the head dim; n-tiles of S and of O
   extern __shared__ __align__(16) unsigned char smem[];
@@ -258,7 +259,7 @@ inline void launch(const Params<T, M>& p, cudaStream_t stream) {
   // a failure shows up as the launch's error
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   const int64_t blocks = p.batch_heads * ((p.sq + BQ - 1) / BQ);
-  kernel<<<unsigned(blocks), BQ * 2, kSmem, stream>>>(p);
+  gpu::launch(kernel, unsigned(blocks), BQ * 2, kSmem, stream, p);
 }
 
 }  // namespace flash
@@ -278,7 +279,7 @@ inline void flash_attention(const T* q, const T* k, const T* v, T* o, int64_t B,
   bool vectors = D == HD && Dv == HD && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(o);
   for (int64_t s : strides) vectors = vectors && s % 8 == 0;
   if (!vectors) {
-    attention_kernel<T, M><<<blocks_for(B * H * Sq * 32, 128), 128, 0, stream>>>(
+    launch(attention_kernel<T, M>, blocks_for(B * H * Sq * 32, 128), 128, 0, stream,
         q, k, v, o, B, H, Sq, Sk, D, Dv, scale, causal, mask_kind, mask, msb, msh, msq, msk, qsb, qsh, qss, ksb, ksh,
         kss, vsb, vsh, vss, osb, osh, oss);
     return;
