@@ -122,7 +122,7 @@ def test_harness_spans_every_operand():
     for buf in ("A", "B", "x0", "x1", "D"):
         assert f"void* {buf} = ait_profile_buffer<" in src
     assert "ait_profiled_gemm(A, B, x0, x1, D, 100, 72, 64, 1," in src
-    assert "true, stream, workspace, workspace_bytes, nullptr)" in src   # a workspace for stream-K configs
+    assert "false, stream, workspace, workspace_bytes, nullptr)" in src   # a workspace for stream-K configs
     assert "nullptr, nullptr, 0, &workspace_bytes);" in src
     # timed as a graph of back-to-back launches (the host's launch cost stays out)
     assert src.index("cudaStreamBeginCapture(stream") < src.index("cudaGraphLaunch(exec, stream)")

@@ -241,7 +241,7 @@ def harness_source(eqn, b_major: str, config: GemmConfig, args: list) -> str:
               "\n  void* workspace = nullptr;"
               "\n  if (workspace_bytes && cudaMalloc(&workspace, workspace_bytes) != cudaSuccess) return int(cudaErrorMemoryAllocation);"
               "\n  if (workspace) bufs.push_back(workspace);")
-    launch = f"ait_profiled_gemm({ptrs}, {dims}, true, stream, workspace, workspace_bytes, nullptr)"  # as in a model (PDL)
+    launch = f"ait_profiled_gemm({ptrs}, {dims}, false, stream, workspace, workspace_bytes, nullptr)"  # as a model launches it
     return k.definition + _HARNESS.replace("{{ALLOC}}", alloc).replace("{{LAUNCH}}", launch)
 
 

@@ -51,8 +51,9 @@ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 
 // finishing (its CTAs resident, its launch latency hidden); `await_inputs()`, first in every
 // such kernel, holds it until that kernel has completed and its writes are visible, then lets
 // the next kernel launch early in turn. Built in where AIT_PDL is defined (sm_90+ builds); off at
-// run time unless AITRACE_PDL=1 (not yet measured). A kernel that does not call await_inputs() must not be launched
-// this way: it could finish (and release the one after it) before its own inputs are written.
+// run time unless AITRACE_PDL=1 (not yet measured). A kernel that does not call await_inputs()
+// must not be launched this way: it could finish (and release the one after it) before its own
+// inputs are written.
 __device__ __forceinline__ void await_inputs() {
 #if defined(AIT_PDL) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
