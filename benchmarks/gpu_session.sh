@@ -15,6 +15,9 @@
 #   bert-vit  BERT-base and ViT-B/16 bs1 with the profiler on (kernel times, candidates' times)
 #   large     the three models at their large batch (ResNet/ViT 128, BERT 64), heuristic configs,
 #             with kernel times
+#   pdl M     models M (resnet or bert,vit) bs1 with the profiler on and AITRACE_PDL=0 (a cold first call,
+#             kernel times, torch peers), then again with AITRACE_PDL=1 (warm caches: its first call is
+#             the warm compile); the profile database is copied to $OUT
 #   gemms     gpu_gemm.py --quick with the profiler on (graph-timed candidates): the bs1 model GEMMs
 #             and ResNet's slow bs1 convs as GEMMs over their patches, against cuBLAS
 set -uo pipefail
@@ -22,7 +25,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/ait-gpu-out}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-step=${1:?usage: gpu_session.sh tests-a|tests-b|rerun|models|profile|stems|resnet|bert-vit|large|gemms}
+step=${1:?usage: gpu_session.sh tests-a|tests-b|rerun|models|profile|stems|resnet|bert-vit|pdl M|large|gemms}
 # compute-sanitizer over fixed-size tests (no hypothesis: its examples would multiply the run):
 # flash attention at odd sizes, graph replay with new tensors, long-row fused norms, grouped GEMMs
 sanitize() {
@@ -81,6 +84,14 @@ case "$step" in
     (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT 500 python gpu_models.py --models bert,vit --batches 1 --repeat 50 \
       --kernel-times 12 --json "$out/gpu_models_bert_vit.json" 2>&1 | tee "$out/bert-vit.log")
     dump_db bert-vit-db ;;
+  pdl)
+    models=${2:?usage: gpu_session.sh pdl resnet|bert,vit}; tag=${models/,/-}
+    (cd benchmarks && AITRACE_PDL=0 AITRACE_PROFILE=1 timeout -s INT "${PDL_LIMIT:-360}" python gpu_models.py --models "$models" \
+      --batches 1 --repeat 50 --kernel-times 12 --json "$out/pdl0-$tag.json" 2>&1 | tee "$out/pdl0-$tag.log")
+    (cd benchmarks && AITRACE_PDL=1 AITRACE_PROFILE=1 timeout -s INT 120 python gpu_models.py --models "$models" \
+      --batches 1 --repeat 50 --no-compile --json "$out/pdl1-$tag.json" 2>&1 | tee "$out/pdl1-$tag.log")
+    dump_db "pdl-$tag-db"
+    cp "$(python -c 'from aitrace.runtime.cache import cache_dir; print(cache_dir())')/profile.sqlite" "$out/profile-$tag.sqlite" ;;
   large)
     (cd benchmarks && AITRACE_PROFILE=0 timeout -s INT 540 python gpu_models.py --batches large --repeat 20 \
       --kernel-times 8 --json "$out/gpu_models_large.json" 2>&1 | tee "$out/large.log") ;;
