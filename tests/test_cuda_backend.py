@@ -169,6 +169,11 @@ def test_cutlass_kernels_become_their_own_translation_units():
     assert name == "cutlass_gemm_abc" and "cute::" not in main and "k0(cudaStream_t" in main
     assert "}  // namespace\ncudaError_t cutlass_gemm_abc(const void* A," in main
     assert main.rstrip().endswith("}  // namespace") and main.count("namespace {") == 2
-    assert unit.startswith('#include "ait/cuda.h"\n#include "ait/cutlass_sm90.h"\n')
+    # a data-parallel kernel is built to wait for its predecessor (PDL): in its unit alone
+    assert unit.startswith('#define CUTLASS_ENABLE_GDC_FOR_SM90 1\n#include "ait/cuda.h"\n#include "ait/cutlass_sm90.h"\n')
+    assert "CUTLASS_ENABLE_GDC" not in main
     assert "\ncudaError_t cutlass_gemm_abc(const void* A," in unit and "static cudaError_t" not in unit
     assert split_units(main) == (main, [])
+    streamk = cg.GemmConfig((128, 128, 64), (1, 1, 1), "cooperative", decomposition="streamk")
+    (_, unit), = split_units(text.replace(k.definition, cg.gemm_kernel("cutlass_gemm_abc", g.eqns[0], streamk).definition))[1]
+    assert unit.startswith('#include "ait/cuda.h"\n')  # the stream-K scheduler's header does not build with GDC

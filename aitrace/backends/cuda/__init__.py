@@ -81,14 +81,17 @@ def split_units(text: str) -> tuple[str, list[tuple[str, str]]]:
     """(main source, [(name, source)]): each CUTLASS kernel definition (a block between
     `// ait-unit-begin NAME` and `// ait-unit-end NAME` lines, defining the host function NAME
     inside the model's anonymous namespace) moved into its own translation unit with the main
-    source's #includes; the main source keeps a declaration of NAME at file scope."""
+    source's #includes; the main source keeps a declaration of NAME at file scope. A block's
+    `// ait-unit-define MACRO` lines define MACRO before everything in its unit (a setting of the
+    headers it includes that other units must not see)."""
     includes = "".join(line + "\n" for line in text.splitlines() if line.startswith("#include"))
     units = []
 
     def move(m):
         name, body = m.group(1), m.group(2)
         sig = re.search(r"\[\[maybe_unused\]\] static cudaError_t " + name + r"\((.*?)\) \{", body, re.S)
-        units.append((name, includes + body.replace(sig.group(0), f"cudaError_t {name}({sig.group(1)}) {{")))
+        defines = "".join(f"#define {d} 1\n" for d in re.findall(r"^// ait-unit-define (\w+)", body, re.M))
+        units.append((name, defines + includes + body.replace(sig.group(0), f"cudaError_t {name}({sig.group(1)}) {{")))
         return (f"}}  // namespace\ncudaError_t {name}({sig.group(1)});  // defined in its own translation unit\n"
                 "namespace {\n")
     return _UNIT.sub(move, text), units

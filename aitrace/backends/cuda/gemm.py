@@ -456,7 +456,8 @@ def gemm_kernel(name: str, eqn, config: GemmConfig | None = None, b_major: str =
         tile_scheduler="cutlass::gemm::StreamKScheduler" if config.needs_workspace else "void",
         decomposition={"dp": None, "streamk": "StreamK"}.get(config.decomposition, "SplitK"), splits=config.splits,
         kernel_schedule=kernel_schedule, epilogue_schedule=epilogue_schedule,
-        functors=evt.functors, node_decls=node_decls, root=root, evt_args=evt_args, params=params)
+        functors=evt.functors, node_decls=node_decls, root=root, evt_args=evt_args, params=params,
+        gdc=config.decomposition == "dp")
     return GemmKernel(name, definition, params, operands, config, b_major, evt_desc,
                       info=dict(summary=summary, nodes=len(evt.decls), functors=len(evt.functors)))
 

@@ -44,12 +44,17 @@ def epilogue_functor(ctx, kname: str, e):
     return struct, lambda row0, M: f"{kname}_epilogue{{{ptrs}, {n_cols}, {ldo}, {row0}, {M}}}"
 
 
-def pdl_arg(ctx, e) -> str:
-    """The `pdl` argument of an sm90 GEMM launch. Always false for now: CUTLASS's kernels wait for
-    their predecessor only when built with CUTLASS_ENABLE_GDC_FOR_SM90, which breaks the build of
-    its stream-K scheduler (nvidia-cutlass 4.2). Once set per kernel, the rule is: on unless a row or
-    scalar epilogue operand is computed at run time (the consumer warps read those unwaited)."""
-    return "false"
+def pdl_arg(ctx, e, config) -> str:
+    """The `pdl` argument of an sm90 GEMM launch: a programmatic dependent launch (where AITRACE_PDL=1
+    turns PDL on, ait/cuda.h) when the kernel waits for its predecessor, which only data-parallel
+    configs are built to do (gemm.py), and no row or scalar epilogue operand, which the consumer
+    warps read without that wait, is computed at run time."""
+    from .gemm import DEFAULT_CONFIG, operand_kind
+    shape = e.outvars[0].aval.shape
+    if (config or DEFAULT_CONFIG).decomposition != "dp" or any(
+            operand_kind(v, shape) != "full" and ctx.const_root(v) is None for v in e.invars[2:]):
+        return "false"
+    return "ait::gpu::pdl_enabled()"
 
 
 def _cutlass(ctx, e, kname):
@@ -83,12 +88,14 @@ def _cutlass(ctx, e, kname):
     ptrs = [ctx.name(a) for a in e.invars[:2]] + [ctx.name(v) for v in e.invars[2:]] + [ctx.name(e.outvars[0])]
     dims = [ctx.dim(d) for d in geo.args()]
     sm90 = kernels is gemm  # (its launch also answers workspace queries)
-    args = ", ".join(ptrs + dims + ([pdl_arg(ctx, e)] if sm90 else []) + ["stream", "workspace", "workspace_bytes"]
-                     + (["nullptr"] if sm90 else []))
-    launch = f"{names[-1]}({args})"
+
+    def call(name, config):
+        return f"{name}({', '.join(ptrs + dims + ([pdl_arg(ctx, e, config)] if sm90 else []) + tail)})"
+    tail = ["stream", "workspace", "workspace_bytes"] + (["nullptr"] if sm90 else [])
+    launch = call(names[-1], choices[-1][1])
     rows = ctx.dim(shapes.prod([geo.M, geo.batch]))
-    for (bound, _), name in reversed(list(zip(choices[:-1], names[:-1]))):
-        launch = launch if launch.startswith(name + "(") else f"({rows} <= {bound} ? {name}({args}) : {launch})"
+    for (bound, config), name in reversed(list(zip(choices[:-1], names[:-1]))):
+        launch = launch if launch.startswith(name + "(") else f"({rows} <= {bound} ? {call(name, config)} : {launch})"
     # the workspace of stream-K / split-K configs, asked of the kernel before the run
     queries = [f"{name}({', '.join(['nullptr'] * len(ptrs) + dims)}, false, nullptr, nullptr, 0, &need)"
                for (_, config), name in zip(choices, names) if config is not None and config.needs_workspace]
