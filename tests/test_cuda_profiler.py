@@ -117,11 +117,14 @@ def test_harness_spans_every_operand():
     e = _eqn(lambda x, w, b, r: ait.gelu(x @ w + b) + r, ait.ShapeDtype((100, 64), f16),
              ait.ShapeDtype((64, 72), f16), ait.ShapeDtype((72,), f16), ait.ShapeDtype((100, 72), f16))
     geo = cg.gemm_geometry(e)
-    src = profiler.harness_source(e, geo.b_major, cg.DEFAULT_CONFIG, [int(a) for a in geo.args()])
+    k, src = profiler.harness_source(e, geo.b_major, cg.DEFAULT_CONFIG, [int(a) for a in geo.args()])
     assert "extern \"C\" int ait_profile(" in src
+    # the kernel under the model's name (its unit's cached object is the model's), declared here
+    assert k.name == cg.named_kernel(cg.gemm_kernel, e, cg.DEFAULT_CONFIG, geo.b_major).name
+    assert f"cudaError_t {k.name}(const void* A," in src and "cute::" not in src
     for buf in ("A", "B", "x0", "x1", "D"):
         assert f"void* {buf} = ait_profile_buffer<" in src
-    assert "ait_profiled_gemm(A, B, x0, x1, D, 100, 72, 64, 1," in src
+    assert f"{k.name}(A, B, x0, x1, D, 100, 72, 64, 1," in src
     assert "false, stream, workspace, workspace_bytes, nullptr)" in src   # a workspace for stream-K configs
     assert "nullptr, nullptr, 0, &workspace_bytes);" in src
     # timed as a graph of back-to-back launches (the host's launch cost stays out)
@@ -168,3 +171,20 @@ def test_a_model_profiles_all_its_gemms_in_one_batch(cache, monkeypatch):
     f2 = ait.jit(lambda x, a, b: ait.relu(x @ a) @ b, backend="cuda", arch="sm_90a")
     f2.lower(ait.ShapeDtype((128, 256), f16), w1, w2)
     assert len(batches) == 1  # the database answers now
+
+
+def test_a_problem_with_one_candidate_is_not_timed(cache, monkeypatch):
+    monkeypatch.setenv("AITRACE_PROFILE", "1")
+    monkeypatch.setattr(profiler, "device_name", lambda: "FakeGPU")
+    monkeypatch.setattr(profiler, "_gpu_arch_matches", lambda arch: True)
+    timed = []
+    monkeypatch.setattr(profiler, "profile_all", lambda jobs: timed.extend(jobs))
+    f16 = ait.float16
+    # the stem over its patches: one config alone fills a wave (test_candidates_pruned_...)
+    e = _eqn(lambda x, w: x @ w, ait.ShapeDtype((12544, 168), f16), ait.ShapeDtype((168, 64), f16))
+    geo = cg.gemm_geometry(e)
+    assert profiler.gemm_choices(e, geo, "sm_90a") == [(None, cg.GemmConfig((128, 64, 64), (1, 1, 1), "cooperative"))]
+    # two candidates: timed
+    e = _eqn(lambda x, w: x @ w, ait.ShapeDtype((49, 4608), f16), ait.ShapeDtype((4608, 512), f16))
+    profiler.gemm_choices(e, cg.gemm_geometry(e), "sm_90a")
+    assert len(timed) == 1 and ProfileDB().entries() == []

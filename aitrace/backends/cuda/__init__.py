@@ -80,21 +80,36 @@ _UNIT = re.compile(r"^// ait-unit-begin (\w+)\n(.*?)^// ait-unit-end \1\n", re.M
 def split_units(text: str) -> tuple[str, list[tuple[str, str]]]:
     """(main source, [(name, source)]): each CUTLASS kernel definition (a block between
     `// ait-unit-begin NAME` and `// ait-unit-end NAME` lines, defining the host function NAME
-    inside the model's anonymous namespace) moved into its own translation unit with the main
-    source's #includes; the main source keeps a declaration of NAME at file scope. A block's
-    `// ait-unit-define MACRO` lines define MACRO before everything in its unit (a setting of the
-    headers it includes that other units must not see)."""
-    includes = "".join(line + "\n" for line in text.splitlines() if line.startswith("#include"))
+    inside the model's anonymous namespace) moved into a translation unit of its own; the main
+    source keeps a declaration of NAME at file scope. A block includes what it needs, so its unit
+    is the same text in every model (and in the profiler): one cached object serves them all. A
+    block's `// ait-unit-define MACRO` lines define MACRO before everything in its unit (a setting
+    of the headers it includes that other units must not see)."""
     units = []
 
     def move(m):
         name, body = m.group(1), m.group(2)
         sig = re.search(r"\[\[maybe_unused\]\] static cudaError_t " + name + r"\((.*?)\) \{", body, re.S)
         defines = "".join(f"#define {d} 1\n" for d in re.findall(r"^// ait-unit-define (\w+)", body, re.M))
-        units.append((name, defines + includes + body.replace(sig.group(0), f"cudaError_t {name}({sig.group(1)}) {{")))
+        units.append((name, defines + body.replace(sig.group(0), f"cudaError_t {name}({sig.group(1)}) {{")))
         return (f"}}  // namespace\ncudaError_t {name}({sig.group(1)});  // defined in its own translation unit\n"
                 "namespace {\n")
     return _UNIT.sub(move, text), units
+
+
+def unit_object(cc: str, arch: str, name: str, text: str) -> Path:
+    """The object file of a translation unit from split_units, built once per text and kept in the
+    build cache: models sharing a kernel (and the profiler's timing of it) compile it once."""
+    fl = [f for f in flags(arch) if f != "-shared"] + ["-c"]
+    key = cache.key_of(text, nvcc_identity(cc), " ".join(fl), headers_key())
+    return cache.cached_build("cuda-unit", key, lambda out: _nvcc(cc, [*fl, str(out.parent / f"{name}.cu")], out),
+                              files={f"{name}.cu": text}, filename="unit.o")
+
+
+@lru_cache(maxsize=None)
+def headers_key() -> str:
+    """A hash of aitrace's own headers (ait/*.h, *.cuh), which a build's key must cover."""
+    return cache.key_of("".join(p.read_text() for d in INCLUDES for p in sorted(d.rglob("*.*h"))))
 
 
 def _write(path: Path, text: str) -> Path:
@@ -147,26 +162,27 @@ class CudaBackend(Backend):
         cc = nvcc()
         if cc is None:
             raise RuntimeError("the cuda backend needs nvcc (set CUDA_HOME or put nvcc on PATH)")
-        fl = flags(source.info["arch"])
-        headers = "".join(p.read_text() for d in INCLUDES for p in sorted(d.rglob("*.*h")))  # .h and .cuh
-        key = cache.key_of(source.text, nvcc_identity(cc), " ".join(fl), cache.key_of(headers))
+        arch = source.info["arch"]
+        fl = flags(arch)
+        key = cache.key_of(source.text, nvcc_identity(cc), " ".join(fl), headers_key())
         n = len(source.info.get("kernels", ()))
         main, units = split_units(source.text)
 
         def compile_(out: Path):
             if not units:
                 return _nvcc(cc, [*fl, str(_write(out.with_suffix(".cu"), main))], out)
-            # the CUTLASS kernels (most of the nvcc time) compile in parallel, then one link
+            # the CUTLASS kernels (most of the nvcc time, each cached on its own) compile in
+            # parallel with the main unit, then one link
             obj = [f for f in fl if f != "-shared"] + ["-c"]
-            files = [("main", main)] + units
-            with ThreadPoolExecutor(max_workers=min(len(files), os.cpu_count() or 1)) as pool:
-                objs = list(pool.map(lambda f: _nvcc(cc, [*obj, str(_write(out.parent / f"{out.stem}.{f[0]}.cu", f[1]))],
-                                                     out.parent / f"{out.stem}.{f[0]}.o"), files))
+            main_o = out.parent / f"{out.stem}.main.o"
+            jobs = [lambda: _nvcc(cc, [*obj, str(_write(out.parent / f"{out.stem}.main.cu", main))], main_o)]
+            jobs += [lambda u=u: unit_object(cc, arch, *u) for u in units]
+            with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
+                objs = list(pool.map(lambda job: job(), jobs))
             try:
                 _nvcc(cc, ["-shared", *[f for f in fl if f.startswith("-gencode")], *map(str, objs)], out)
             finally:
-                for o in objs:
-                    o.unlink(missing_ok=True)
+                main_o.unlink(missing_ok=True)
         how = f" ({len(units) + 1} translation units in parallel)" if units else ""
         with progress(f"compiling {n} kernels for {source.info['arch']} with nvcc{how}"):
             return cache.cached_build("cuda", key, compile_, files={"model.cu": source.text})

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import functools
 import os
+import hashlib
 import re
 from dataclasses import dataclass, field
 
@@ -460,6 +461,14 @@ def gemm_kernel(name: str, eqn, config: GemmConfig | None = None, b_major: str =
         gdc=config.decomposition == "dp")
     return GemmKernel(name, definition, params, operands, config, b_major, evt_desc,
                       info=dict(summary=summary, nodes=len(evt.decls), functors=len(evt.functors)))
+
+
+def named_kernel(make, eqn, config, b_major: str = "n"):
+    """`make(name, eqn, config, b_major)` (gemm_kernel here or in gemm_sm80.py) under the name a
+    model gives it: cutlass_gemm_ and a hash of what the kernel is. Identical kernels share one
+    definition, translation unit and cached object, in a model, across models and in the profiler."""
+    probe = make("k", eqn, config, b_major=b_major)
+    return make("cutlass_gemm_" + hashlib.sha256(probe.definition.encode()).hexdigest()[:12], eqn, config, b_major=b_major)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ cudaErrorInvalidValue where the kernel cannot take the sizes, the same shapes an
     VisitorRowBroadcast, one-element operands VisitorScalarBroadcast, and D is written by the
     tree's root, a VisitorAuxStore;
   * its prelude is include/ait/cutlass_sm80.h (CUTLASS's headers, the activations, the
-    alignment check), which the model includes at file scope.
+    alignment check), which the kernel's translation unit includes.
 The EVT's structure and functors (tree or one fused node for a DAG) are gemm.py's, built by the
 same walk over the epilogue graph with sm80 node types.
 """
@@ -27,7 +27,6 @@ from .gemm import CUTLASS_TYPES, _EVT, GemmKernel, Operand, _env, _identity_epil
 from .gemm import unsupported_reason as _unsupported_sm90
 
 ARCHS = ("sm_80", "sm_86", "sm_87", "sm_89")  # targets these kernels compile for
-HEADER = "ait/cutlass_sm80.h"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ sizes at run time (unaligned dynamic dims), through the SIMT kernels of ait/cuda
 epilogue as a generated device functor."""
 from __future__ import annotations
 
-import hashlib
 
 from ...core import shapes
 from ...passes.fuse_memory import rows_uniform
@@ -62,7 +61,7 @@ def _cutlass(ctx, e, kname):
     not apply: CUTLASS 3 sm90a kernels (gemm.py) on sm_90a, CUTLASS 2.x sm80 ones (gemm_sm80.py)
     on sm_8x. Identical kernels (same dtypes, layout, epilogue structure) are defined once."""
     from . import gemm, gemm_sm80
-    from .gemm import cutlass_include_dir, gemm_geometry
+    from .gemm import cutlass_include_dir, gemm_geometry, named_kernel
     from .profiler import gemm_choices
     arch = ctx.dialect.arch
     kernels = gemm if arch == "sm_90a" else gemm_sm80 if gemm_sm80.supports(arch) else None
@@ -79,12 +78,11 @@ def _cutlass(ctx, e, kname):
     defined = ctx.__dict__.setdefault("cutlass_defined", set())
     definition, names = "", []
     for _, config in choices:
-        probe = gemm_kernel("k", e, config, b_major=geo.b_major)
-        name = "cutlass_gemm_" + hashlib.sha256(probe.definition.encode()).hexdigest()[:12]
-        if name not in defined:
-            definition += gemm_kernel(name, e, config, b_major=geo.b_major).definition + "\n"
-            defined.add(name)
-        names.append(name)
+        k = named_kernel(gemm_kernel, e, config, geo.b_major)
+        if k.name not in defined:
+            definition += k.definition + "\n"
+            defined.add(k.name)
+        names.append(k.name)
     ptrs = [ctx.name(a) for a in e.invars[:2]] + [ctx.name(v) for v in e.invars[2:]] + [ctx.name(e.outvars[0])]
     dims = [ctx.dim(d) for d in geo.args()]
     sm90 = kernels is gemm  # (its launch also answers workspace queries)
@@ -117,16 +115,11 @@ def _cutlass_first(ctx, e, kname, cutlass=None):
                         f"  throw std::runtime_error(std::string(\"{kname} (CUTLASS): \") + cudaGetErrorString(cutlass_status));"]
 
 
-def _kernel(ctx, kname, e, lines, prefix="", cutlass=False) -> Kernel:
+def _kernel(ctx, kname, e, lines, prefix="") -> Kernel:
     body = "".join(f"  {line}\n" for line in lines)
     definition = f"{prefix}{ctx.signature(kname, e)} {{\n{ctx.symbol_preamble()}{body}}}\n"
     return Kernel(kname, definition, ctx.call(kname, e) + f"\n    AIT_LAUNCHED(\"{kname}\");",
-                  includes=("ait/cuda_ops.h",) + ((_cutlass_header(ctx),) if cutlass else ()))
-
-
-def _cutlass_header(ctx) -> str:
-    from .gemm_sm80 import HEADER, supports
-    return HEADER if supports(ctx.dialect.arch) else "ait/cutlass_sm90.h"
+                  includes=("ait/cuda_ops.h",))  # (a CUTLASS kernel includes its headers in its own unit)
 
 
 @lowering("cuda", "matmul", reads=gemm_reads, writes=rows_apart)
@@ -150,7 +143,7 @@ def simt_matmul(ctx, e, kname: str, epilogue=None, prefix: str = "", first_lines
     lines += [f"  ait::gpu::gemm_simt(inner_batch, M, N, K, {ctx.name(a)} + {g['a_offset']}, "
               f"{g['a_bs']}, {g['a_rs']}, {g['a_cs']}, {ctx.name(b)} + {g['b_offset']}, "
               f"{g['b_bs']}, {g['b_rs']}, {g['b_cs']}, {epi}, stream);", "}"]
-    return _kernel(ctx, kname, e, lines, prefix, cutlass=bool(first_lines))
+    return _kernel(ctx, kname, e, lines, prefix)
 
 
 def conv2d_call(ctx, e, kname, params, epilogue: str, prefix: str = "") -> Kernel:
@@ -166,7 +159,7 @@ def conv2d_call(ctx, e, kname, params, epilogue: str, prefix: str = "") -> Kerne
     dh, dw = params["dilation"]
     return _kernel(ctx, kname, e, [*first, f"ait::gpu::conv2d({ctx.name(x)}, {ctx.name(w)}, {N}, {H}, {W}, {C}, {O}, {KH}, {KW}, "
                                    f"{sh}, {sw}, {pt}, {pb}, {pl}, {pr}, {dh}, {dw}, {params['groups']}, {epilogue}, stream);"],
-                   definition + prefix, cutlass=bool(first))
+                   definition + prefix)
 
 
 @lowering("cuda", "conv2d", writes=rows_apart)

@@ -30,7 +30,7 @@ from ...core import shapes
 from ...runtime import cache
 from ...runtime.profile_db import ProfileDB
 from ...runtime.progress import progress
-from .gemm import CONFIGS, DEFAULT_CONFIG, GemmConfig, gemm_kernel
+from .gemm import CONFIGS, DEFAULT_CONFIG, GemmConfig, gemm_kernel, named_kernel
 
 SMS = 132                       # H100 SXM; only the heuristic's wave arithmetic uses it
 ROW_BUCKETS = (128, 512, 2048, 8192)
@@ -123,6 +123,10 @@ def gemm_choices(eqn, geo, arch: str, dims=()) -> list[tuple]:
         rows, n = args[0] * args[3], args[1]
         key = "x".join(map(str, args))
         hit = db.get(dev, op, key) if db else None
+        only = candidates(args) if hit is None and live else []
+        if len(only) == 1:  # nothing to choose between: no timing
+            out.append((bound, only[0]))
+            continue
         if hit is None and live:
             job = (eqn, geo.b_major, args, dev, op, key)
             if _pending is not None:  # profiled with the model's other GEMMs; the heuristic for now
@@ -143,9 +147,12 @@ def _gpu_arch_matches(arch: str) -> bool:
 # Timing harness: the generated kernel, buffers of the problem's size, CUDA-event timing.
 
 _HARNESS = r"""
+#include <cuda_runtime.h>
+#include <cutlass/numeric_types.h>
 #include <algorithm>
 #include <cstdint>
 #include <vector>
+{{DECLARATION}}  // in its own unit, linked in
 template <typename T>
 __global__ void ait_profile_fill(T* p, size_t n, uint32_t seed) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
@@ -211,10 +218,12 @@ extern "C" int ait_profile(int rounds, int iters, float* ms) {
 """
 
 
-def harness_source(eqn, b_major: str, config: GemmConfig, args: list) -> str:
-    """A timing library around the kernel of `eqn` with `config`, for launch args `args`."""
+def harness_source(eqn, b_major: str, config: GemmConfig, args: list):
+    """(kernel, timing source): the kernel of `eqn` with `config` under its model name (its
+    translation unit and cached object are the model's), and a timing library for launch args
+    `args` that calls it, to be linked with that object."""
     from .gemm import CUTLASS_TYPES
-    k = gemm_kernel("ait_profiled_gemm", eqn, config, b_major=b_major)
+    k = named_kernel(gemm_kernel, eqn, config, b_major)
     M, N, K, batch, lda, ldb, ldd, bsa, bsb, bsd = args[:10]
     extra = args[10:]
     a, b = eqn.invars[:2]
@@ -237,26 +246,33 @@ def harness_source(eqn, b_major: str, config: GemmConfig, args: list) -> str:
     dims = ", ".join(map(str, args))
     nulls = ", ".join(["nullptr"] * len(spans))
     alloc += (f"\n  size_t workspace_bytes = 0;  // stream-K / split-K configs reduce through it"
-              f"\n  ait_profiled_gemm({nulls}, {dims}, false, nullptr, nullptr, 0, &workspace_bytes);"
+              f"\n  {k.name}({nulls}, {dims}, false, nullptr, nullptr, 0, &workspace_bytes);"
               "\n  void* workspace = nullptr;"
               "\n  if (workspace_bytes && cudaMalloc(&workspace, workspace_bytes) != cudaSuccess) return int(cudaErrorMemoryAllocation);"
               "\n  if (workspace) bufs.push_back(workspace);")
-    launch = f"ait_profiled_gemm({ptrs}, {dims}, false, stream, workspace, workspace_bytes, nullptr)"  # as a model launches it
-    return k.definition + _HARNESS.replace("{{ALLOC}}", alloc).replace("{{LAUNCH}}", launch)
+    launch = f"{k.name}({ptrs}, {dims}, false, stream, workspace, workspace_bytes, nullptr)"  # as a model launches it
+    harness = (_HARNESS.replace("{{DECLARATION}}", f"cudaError_t {k.name}({', '.join(k.params)});")
+               .replace("{{ALLOC}}", alloc).replace("{{LAUNCH}}", launch))
+    return k, harness
 
 
-def _build(source: str, arch: str):
-    from . import flags, nvcc, nvcc_identity
-    fl = flags(arch)
-    key = cache.key_of(source, nvcc_identity(nvcc()), " ".join(fl))
+def _build(kernel, harness: str, arch: str):
+    """The timing library: the harness linked with the kernel's unit object (built into the cache,
+    where the model's build then finds it)."""
+    from . import flags, nvcc, nvcc_identity, split_units, unit_object
+    cc, fl = nvcc(), flags(arch)
+    ((name, unit),) = split_units(kernel.definition)[1]
+    key = cache.key_of(harness, unit, nvcc_identity(cc), " ".join(fl))
 
     def compile_(out):
+        obj = unit_object(cc, arch, name, unit)
         cu = out.with_suffix(".cu")
-        cu.write_text(source)
-        r = subprocess.run([nvcc(), *fl, str(cu), "-o", str(out)], capture_output=True, text=True)
+        cu.write_text(harness)
+        r = subprocess.run([cc, *fl, str(cu), str(obj), "-o", str(out)], capture_output=True, text=True)
+        cu.unlink(missing_ok=True)
         if r.returncode != 0:
-            raise RuntimeError(f"nvcc failed on a profiling candidate {cu}:\n{r.stderr[-3000:]}")
-    return cache.cached_build("cuda-profile", key, compile_, files={"candidate.cu": source})
+            raise RuntimeError(f"nvcc failed on a profiling candidate {name}:\n{r.stderr[-3000:]}")
+    return cache.cached_build("cuda-profile", key, compile_, files={"harness.cu": harness, f"{name}.cu": unit})
 
 
 def candidates(args: list) -> list[GemmConfig]:
@@ -296,7 +312,7 @@ def profile_all(jobs: list) -> None:
     arch = gpu_arch()
     with progress(f"profiling {len(work)} GEMM candidates for {len(jobs)} problem(s)"):
         with ThreadPoolExecutor(max_workers=max(1, min(len(work), os.cpu_count() or 1))) as pool:
-            libs = list(pool.map(lambda w: _try(lambda: _build(harness_source(w[0][0], w[0][1], w[1], w[0][2]), arch)),
+            libs = list(pool.map(lambda w: _try(lambda: _build(*harness_source(w[0][0], w[0][1], w[1], w[0][2]), arch)),
                                  work))
         timings: dict = {}
         for (job, cfg), lib in zip(work, libs):
