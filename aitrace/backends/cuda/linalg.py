@@ -44,8 +44,8 @@ def epilogue_functor(ctx, kname: str, e):
 
 
 def pdl_arg(ctx, e, config) -> str:
-    """The `pdl` argument of an sm90 GEMM launch: a programmatic dependent launch (where AITRACE_PDL=1
-    turns PDL on, ait/cuda.h) when the kernel waits for its predecessor, which only data-parallel
+    """The `pdl` argument of an sm90 GEMM launch: a programmatic dependent launch (unless AITRACE_PDL=0
+    turns PDL off, ait/cuda.h) when the kernel waits for its predecessor, which only data-parallel
     configs are built to do (gemm.py), and no row or scalar epilogue operand, which the consumer
     warps read without that wait, is computed at run time."""
     from .gemm import DEFAULT_CONFIG, operand_kind
