@@ -11,7 +11,8 @@ function `static cudaError_t <name>(...)` launching it on a stream, with these p
   int pad_top, int pad_bottom, int pad_left, int pad_right,
   int stride_h, int stride_w, int dilation_h, int dilation_w,
   int64_t ldd, int64_t ld_x<j> (for each y-shaped extra j, in order),
-  cudaStream_t stream, void* workspace, size_t workspace_bytes
+  bool pdl, cudaStream_t stream, void* workspace, size_t workspace_bytes
+(pdl: a programmatic dependent launch of the kernel, wrapped to wait for its predecessor first)
 activation [N, H, W, C] and filter [O, KH, KW, C] contiguous; D [N, P, Q, O] and the y-shaped
 extras [N, P, Q, O] with row (pixel) strides ldd / ld_x<j>. The implicit GEMM has M = N*P*Q,
 N = O, K = KH*KW*C. The function returns cudaErrorInvalidValue where CUTLASS cannot take the
@@ -145,7 +146,7 @@ def conv_kernel(name: str, eqn, config: ConvConfig | None = None) -> ConvKernel:
                                                   "pad_bottom", "pad_left", "pad_right", "stride_h", "stride_w",
                                                   "dilation_h", "dilation_w")],
               "int64_t ldd", *[f"int64_t ld_x{o.index}" for o in operands if o.kind == "full"],
-              "cudaStream_t stream", "void* workspace", "size_t workspace_bytes"]
+              "bool pdl", "cudaStream_t stream", "void* workspace", "size_t workspace_bytes"]
     s = dtypes.short_name
     summary = f"conv2d fprop {s(tx)}[N,H,W,C] * {s(tx)}[O,KH,KW,C] -> {s(td)}[N,P,Q,O]"
     definition = _env().get_template("conv_sm90.cu.j2").render(
@@ -202,5 +203,7 @@ def define_conv(ctx, e, make_kernel, prefix: str):
     definition = "" if name in defined else make_kernel(name, e, probe.config).definition + "\n"
     defined.add(name)
     ptrs = [ctx.name(v) for v in e.invars] + [ctx.name(y)]
-    dims = launch_dims(e, rows_uniform(y.aval.shape, ctx.strides(y)))
-    return definition, f"{name}({', '.join(ptrs + [ctx.dim(d) for d in dims] + ['stream', 'nullptr', '0'])})"
+    dims = [ctx.dim(d) for d in launch_dims(e, rows_uniform(y.aval.shape, ctx.strides(y)))]
+    # every thread of the sm90 kernel waits first (conv_sm90.cu.j2), so any epilogue operand is safe
+    pdl = ["ait::gpu::pdl_enabled()"] if "bool pdl" in probe.params else []
+    return definition, f"{name}({', '.join(ptrs + dims + pdl + ['stream', 'nullptr', '0'])})"

@@ -43,14 +43,14 @@ def epilogue_functor(ctx, kname: str, e):
     return struct, lambda row0, M: f"{kname}_epilogue{{{ptrs}, {n_cols}, {ldo}, {row0}, {M}}}"
 
 
-def pdl_arg(ctx, e, config) -> str:
-    """The `pdl` argument of an sm90 GEMM launch: a programmatic dependent launch (unless AITRACE_PDL=0
-    turns PDL off, ait/cuda.h) when the kernel waits for its predecessor, which only data-parallel
-    configs are built to do (gemm.py), and no row or scalar epilogue operand, which the consumer
-    warps read without that wait, is computed at run time."""
-    from .gemm import DEFAULT_CONFIG, operand_kind
+def pdl_arg(ctx, e, waits: bool) -> str:
+    """The `pdl` argument of an sm90 GEMM launch: a programmatic dependent launch (unless
+    AITRACE_PDL=0 turns PDL off, ait/cuda.h) when the kernel `waits` for its predecessor (only
+    data-parallel configs are built to, gemm.py) and no row or scalar epilogue operand, which the
+    consumer warps read without that wait, is computed at run time."""
+    from .gemm import operand_kind
     shape = e.outvars[0].aval.shape
-    if (config or DEFAULT_CONFIG).decomposition != "dp" or any(
+    if not waits or any(
             operand_kind(v, shape) != "full" and ctx.const_root(v) is None for v in e.invars[2:]):
         return "false"
     return "ait::gpu::pdl_enabled()"
@@ -88,7 +88,8 @@ def _cutlass(ctx, e, kname):
     sm90 = kernels is gemm  # (its launch also answers workspace queries)
 
     def call(name, config):
-        return f"{name}({', '.join(ptrs + dims + ([pdl_arg(ctx, e, config)] if sm90 else []) + tail)})"
+        pdl = [pdl_arg(ctx, e, (config or gemm.DEFAULT_CONFIG).decomposition == "dp")] if sm90 else []
+        return f"{name}({', '.join(ptrs + dims + pdl + tail)})"
     tail = ["stream", "workspace", "workspace_bytes"] + (["nullptr"] if sm90 else [])
     launch = call(names[-1], choices[-1][1])
     rows = ctx.dim(shapes.prod([geo.M, geo.batch]))
