@@ -78,7 +78,7 @@ def test_kernel_source_and_evt():
     assert "using EpiX2 = fusion::Sm90AuxLoad<0, EpilogueTile, cutlass::bfloat16_t," in k.definition
     assert "cute::make_stride(ld_x2, cute::Int<1>{}, int64_t(0))" in k.definition
     assert "StrideC dC = pixel_stride(ld_x1, Q, P);" in k.definition
-    assert k.params[-6:-3] == ["int64_t ldd", "int64_t ld_x1", "int64_t ld_x2"]
+    assert k.params[-7:-3] == ["int64_t ldd", "int64_t ld_x1", "int64_t ld_x2", "bool pdl"]
     assert cc.launch_dims(e) == [2, 9, 9, 64, 128, 3, 3, 5, 5, 1, 1, 1, 1, 2, 2, 1, 1, 128, 128, 128]
 
 
