@@ -117,7 +117,7 @@ def test_lowering_defines_each_distinct_kernel_once():
     # written in place into a concatenation: rows (pixels) 64 + 8 apart
     fn = lambda x, z: ait.concatenate([ait.relu(ait.conv2d(x, W3, B3, padding=1)), z], axis=-1)  # noqa: E731
     src = ait.jit(fn, backend="cuda", arch="sm_90a").lower(S((2, 9, 9, 16), f16), S((2, 9, 9, 8), f16)).source
-    assert ", 9, 9, 1, 1, 1, 1, 1, 1, 1, 1, 72, ait::gpu::pdl_enabled(), stream, nullptr, 0);" in src
+    assert ", 9, 9, 1, 1, 1, 1, 1, 1, 1, 1, 72, ait::gpu::pdl_level() >= 2, stream, nullptr, 0);" in src
 
 
 @needs_cutlass

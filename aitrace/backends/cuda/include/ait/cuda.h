@@ -61,17 +61,20 @@ __device__ __forceinline__ void await_inputs() {
 #endif
 }
 
-inline bool pdl_enabled() {
+// AITRACE_PDL: 0 off; 1 (default: BERT/ViT bs1 0.63 -> 0.53 ms on the H100, RESULTS.md) for
+// aitrace's kernels and CUTLASS's GEMMs; 2 for the sm90 convolutions as well (not yet run on a GPU).
+inline int pdl_level() {
 #ifdef AIT_PDL
-  static const bool on = [] {
+  static const int level = [] {
     const char* env = std::getenv("AITRACE_PDL");
-    return !(env && std::strcmp(env, "0") == 0);  // on: BERT/ViT bs1 0.63 -> 0.53 ms on the H100 (RESULTS.md)
+    return env && *env ? std::atoi(env) : 1;
   }();
-  return on;
+  return level;
 #else
-  return false;
+  return 0;
 #endif
 }
+inline bool pdl_enabled() { return pdl_level() >= 1; }
 
 template <typename... Params, typename... Args>
 inline void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
