@@ -155,10 +155,11 @@ def test_a_model_profiles_all_its_gemms_in_one_batch(cache, monkeypatch):
     monkeypatch.setenv("AITRACE_PROFILE", "1")
     monkeypatch.setattr(profiler, "device_name", lambda: "FakeGPU")
     monkeypatch.setattr(profiler, "_gpu_arch_matches", lambda arch: True)
-    batches = []
+    batches, prebuilt = [], []
 
-    def fake_profile_all(jobs):
+    def fake_profile_all(jobs, prebuild=()):
         batches.append(jobs)
+        prebuilt.append(len(prebuild))
         for eqn, b_major, args, dev, op, key in jobs:
             ProfileDB().put(dev, op, key, "pingpong_128x128x64_c2x1x1", 0.01, {})
     monkeypatch.setattr(profiler, "profile_all", fake_profile_all)
@@ -167,6 +168,7 @@ def test_a_model_profiles_all_its_gemms_in_one_batch(cache, monkeypatch):
     f = ait.jit(lambda x, a, b: ait.relu(x @ a) @ b, backend="cuda", arch="sm_90a")
     src = f.lower(ait.ShapeDtype((128, 256), f16), w1, w2).source
     assert len(batches) == 1 and len(batches[0]) == 2
+    assert prebuilt == [2]  # the two GEMMs' units of the first pass compile beside the candidates
     assert src.count("// config pingpong_128x128x64_c2x1x1;") == 2
     f2 = ait.jit(lambda x, a, b: ait.relu(x @ a) @ b, backend="cuda", arch="sm_90a")
     f2.lower(ait.ShapeDtype((128, 256), f16), w1, w2)
@@ -178,7 +180,7 @@ def test_a_problem_with_one_candidate_is_not_timed(cache, monkeypatch):
     monkeypatch.setattr(profiler, "device_name", lambda: "FakeGPU")
     monkeypatch.setattr(profiler, "_gpu_arch_matches", lambda arch: True)
     timed = []
-    monkeypatch.setattr(profiler, "profile_all", lambda jobs: timed.extend(jobs))
+    monkeypatch.setattr(profiler, "profile_all", lambda jobs, prebuild=(): timed.extend(jobs))
     f16 = ait.float16
     # the stem over its patches: one config alone fills a wave (test_candidates_pruned_...)
     e = _eqn(lambda x, w: x @ w, ait.ShapeDtype((12544, 168), f16), ait.ShapeDtype((168, 64), f16))
