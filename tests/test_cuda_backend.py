@@ -1,5 +1,6 @@
 """The cuda backend: generated CUDA compiles with nvcc for sm_90a without a GPU (CI), and on a GPU
 (`pytest -m cuda`) every lowering agrees with the numpy reference in f32, f16 and bf16."""
+import re
 import shutil
 
 import numpy as np
@@ -179,3 +180,21 @@ def test_cutlass_kernels_become_their_own_translation_units():
     streamk = cg.GemmConfig((128, 128, 64), (1, 1, 1), "cooperative", decomposition="streamk")
     (_, unit), = split_units(text.replace(k.definition, cg.gemm_kernel("cutlass_gemm_abc", g.eqns[0], streamk).definition))[1]
     assert "CUTLASS_ENABLE_GDC" not in unit  # the stream-K scheduler's header does not build with it
+
+
+def test_kernel_functions_are_dealt_into_parallel_units(monkeypatch):
+    from aitrace.backends import cuda
+    monkeypatch.setenv("AITRACE_CUTLASS_INCLUDE", "/nonexistent")  # SIMT kernels only: a quick nvcc
+    model, args = tiny_models(ait.float16)["bert"]
+    src = ait.jit(model, backend="cuda", arch="sm_90a").lower(*args).source
+    names = re.findall(r"^// ait-kernel-begin (\w+)$", src, re.M)
+    main, parts = cuda.split_kernels(cuda.split_units(src)[0], 3)
+    assert len(parts) == 3 and not re.search(r"^// ait-kernel-begin", main, re.M)
+    for name in names:  # defined in exactly one part, external there; declared in main
+        assert sum(f"\nvoid {name}(" in p for p in parts) == 1, name
+        assert f"\nvoid {name}(" in main and f"static void {name}(" not in "".join(parts)
+    assert all(p.startswith(main[:main.index("namespace {\n")]) for p in parts)
+    assert cuda.split_kernels(main, 3) == (main, [])
+    if cuda.nvcc() is not None:  # the build takes this path too where a model has enough kernels
+        monkeypatch.setattr(cuda, "KERNELS_PER_PART", max(1, len(names) // 2))
+        assert ait.jit(model, backend="cuda", arch="sm_90a").lower(*args).build().exists()

@@ -97,6 +97,36 @@ def split_units(text: str) -> tuple[str, list[tuple[str, str]]]:
     return _UNIT.sub(move, text), units
 
 
+KERNELS_PER_PART = 16  # kernel functions per translation unit (a unit's fixed cost: the headers' parse)
+_KERNEL = re.compile(r"^// ait-kernel-begin (\w+)\n(.*?)^// ait-kernel-end \1\n", re.M | re.S)
+
+
+def split_kernels(main: str, parts: int) -> tuple[str, list[str]]:
+    """(main source, [part sources]): the kernel functions of a main source (after split_units),
+    dealt into `parts` translation units of about equal length that compile in parallel, each
+    with the main source's prelude; the main source keeps their declarations. A kernel function
+    is the last thing in its block: `static void NAME(...)`, made external (the library links
+    with -Bsymbolic, so a model's kernels never bind to another's of the same name)."""
+    blocks = list(_KERNEL.finditer(main))
+    if parts <= 1 or len(blocks) < 2 * parts:
+        return main, []
+    # the CUTLASS kernels' declarations (split_units), for every part: kernels share them
+    decls = "".join(re.findall(r"^cudaError_t \w+\(.*?\);  // defined in its own translation unit\n", main, re.M | re.S))
+    prelude = main[:main.index("namespace {\n")] + decls
+    bins, sizes = [[] for _ in range(parts)], [0] * parts
+
+    def move(m):
+        name, body = m.group(1), m.group(2)
+        start = body.index(f"static void {name}(")
+        sig = body[start + len("static "):body.index(") {", start) + 1]
+        i = sizes.index(min(sizes))
+        bins[i].append(f"{body[:start]}}}  // namespace\n{body[start + len('static '):]}namespace {{\n")
+        sizes[i] += len(body)
+        return f"}}  // namespace\n{sig};  // defined in a kernels unit\nnamespace {{\n"
+    main = _KERNEL.sub(move, main)
+    return main, [prelude + "namespace {\n" + "".join(b) + "}  // namespace\n" for b in bins if b]
+
+
 def unit_object(cc: str, arch: str, name: str, text: str) -> Path:
     """The object file of a translation unit from split_units, built once per text and kept in the
     build cache: models sharing a kernel (and the profiler's timing of it) compile it once."""
@@ -171,23 +201,28 @@ class CudaBackend(Backend):
         key = cache.key_of(source.text, nvcc_identity(cc), " ".join(fl), headers_key())
         n = len(source.info.get("kernels", ()))
         main, units = split_units(source.text)
+        main, parts = split_kernels(main, min(os.cpu_count() or 1, n // KERNELS_PER_PART))
 
         def compile_(out: Path):
-            if not units:
+            if not units and not parts:
                 return _nvcc(cc, [*fl, str(_write(out.with_suffix(".cu"), main))], out)
             # the CUTLASS kernels (most of the nvcc time, each cached on its own) compile in
-            # parallel with the main unit, then one link
+            # parallel with the main unit and the kernel parts, then one link
             obj = [f for f in fl if f != "-shared"] + ["-c"]
-            main_o = out.parent / f"{out.stem}.main.o"
-            jobs = [lambda: _nvcc(cc, [*obj, str(_write(out.parent / f"{out.stem}.main.cu", main))], main_o)]
+            local = [(f"{out.stem}.main", main)] + [(f"{out.stem}.part{i}", p) for i, p in enumerate(parts)]
+            jobs = [lambda f=f: _nvcc(cc, [*obj, str(_write(out.parent / f"{f[0]}.cu", f[1]))], out.parent / f"{f[0]}.o")
+                    for f in local]
             jobs += [lambda u=u: unit_object(cc, arch, *u) for u in units]
             with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
                 objs = list(pool.map(lambda job: job(), jobs))
             try:
-                _nvcc(cc, ["-shared", *[f for f in fl if f.startswith("-gencode")], *map(str, objs)], out)
+                _nvcc(cc, ["-shared", "-Xlinker", "-Bsymbolic", *[f for f in fl if f.startswith("-gencode")],
+                           *map(str, objs)], out)
             finally:
-                main_o.unlink(missing_ok=True)
-        how = f" ({len(units) + 1} translation units in parallel)" if units else ""
+                for name, _ in local:
+                    (out.parent / f"{name}.o").unlink(missing_ok=True)
+                    (out.parent / f"{name}.cu").unlink(missing_ok=True)
+        how = f" ({len(units) + len(parts) + 1} translation units in parallel)" if units or parts else ""
         with progress(f"compiling {n} kernels for {source.info['arch']} with nvcc{how}"):
             return cache.cached_build("cuda", key, compile_, files={"model.cu": source.text})
 
