@@ -24,11 +24,10 @@ producer and one consumer warp group, not persistent), so a config is a tile and
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 from ...core import dtypes
-from .gemm import (CUTLASS_TYPES, IN_DTYPES, OUT_DTYPES, _EVT, _env, _identity_epilogue,
+from .gemm import (CUTLASS_TYPES, IN_DTYPES, OUT_DTYPES, _EVT, _env, _identity_epilogue, content_name,
                    epilogue_operands, epilogue_unsupported_reason)
 
 
@@ -198,7 +197,7 @@ def define_conv(ctx, e, make_kernel, prefix: str):
     from ...passes.fuse_memory import rows_uniform
     y = e.outvars[0]
     probe = make_kernel("k", e)
-    name = prefix + hashlib.sha256(probe.definition.encode()).hexdigest()[:12]
+    name = content_name(prefix, probe.definition)
     defined = ctx.__dict__.setdefault("cutlass_defined", set())
     definition = "" if name in defined else make_kernel(name, e, probe.config).definition + "\n"
     defined.add(name)

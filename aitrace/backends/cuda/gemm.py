@@ -47,8 +47,8 @@ tiles through the workspace) do, and the launch refuses a smaller one (cudaError
 from __future__ import annotations
 
 import functools
-import os
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -463,12 +463,18 @@ def gemm_kernel(name: str, eqn, config: GemmConfig | None = None, b_major: str =
                       info=dict(summary=summary, nodes=len(evt.decls), functors=len(evt.functors)))
 
 
+def content_name(prefix: str, definition: str) -> str:
+    """A CUTLASS kernel's name: `prefix` and a hash of its definition under a placeholder name.
+    Identical kernels share one definition, translation unit and cached object, in a model, across
+    models and in the profiler."""
+    return prefix + hashlib.sha256(definition.encode()).hexdigest()[:12]
+
+
 def named_kernel(make, eqn, config, b_major: str = "n"):
     """`make(name, eqn, config, b_major)` (gemm_kernel here or in gemm_sm80.py) under the name a
-    model gives it: cutlass_gemm_ and a hash of what the kernel is. Identical kernels share one
-    definition, translation unit and cached object, in a model, across models and in the profiler."""
+    model gives it (content_name)."""
     probe = make("k", eqn, config, b_major=b_major)
-    return make("cutlass_gemm_" + hashlib.sha256(probe.definition.encode()).hexdigest()[:12], eqn, config, b_major=b_major)
+    return make(content_name("cutlass_gemm_", probe.definition), eqn, config, b_major=b_major)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ sizes at run time (unaligned dynamic dims), through the SIMT kernels of ait/cuda
 epilogue as a generated device functor."""
 from __future__ import annotations
 
-
 from ...core import shapes
 from ...passes.fuse_memory import rows_uniform
 from ..cpu.elementwise import statements

@@ -123,11 +123,11 @@ def gemm_choices(eqn, geo, arch: str, dims=()) -> list[tuple]:
         rows, n = args[0] * args[3], args[1]
         key = "x".join(map(str, args))
         hit = db.get(dev, op, key) if db else None
-        only = candidates(args) if hit is None and live else []
-        if len(only) == 1:  # nothing to choose between: no timing
-            out.append((bound, only[0]))
-            continue
         if hit is None and live:
+            only = candidates(args)
+            if len(only) == 1:  # nothing to choose between: no timing
+                out.append((bound, only[0]))
+                continue
             job = (eqn, geo.b_major, args, dev, op, key)
             if _pending is not None:  # profiled with the model's other GEMMs; the heuristic for now
                 _pending.append(job)

@@ -8,7 +8,6 @@
 #include <cfloat>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <stdexcept>
 #include <algorithm>
 #include <type_traits>
