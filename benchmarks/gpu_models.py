@@ -5,10 +5,12 @@ medians after warm-up. Also aitrace's cold compile (empty cache: code generation
 nvcc) and warm compile (a new process, same cache) of each model, each in a fresh process.
 
     python benchmarks/gpu_models.py [--models resnet,bert,vit] [--batches 1,large] [--repeat 50]
-        [--no-compile] [--compile-times] [--kernel-times 12] [--json out.json] [--plot out.png]
+        [--no-compile] [--compile-times] [--kernel-times 12] [--trace 15] [--json out.json] [--plot out.png]
 
 --kernel-times N: afterwards, each model's GPU time per kernel (CUDA events, no CUDA graph;
 the same library created again with AITRACE_KERNEL_TIMES=1), by primitive and the N largest.
+--trace N: a CUPTI trace (torch.profiler) of aitrace's graph replays and torch.compile's: each
+kernel's real device time, busy time against the span, the N largest kernels.
 
 Needs a GPU, torch and transformers; --plot needs matplotlib.
 """
@@ -21,7 +23,7 @@ import tempfile
 import time
 
 import numpy as np
-from timing import cuda_ms, gemm_flops, graphed, kernel_table
+from timing import cuda_ms, gemm_flops, graphed, kernel_table, trace_kernels
 
 DEFAULT_BATCHES = {"resnet": (1, 128), "bert": (1, 64), "vit": (1, 128)}
 NAMES = {"resnet": "ResNet-50", "bert": "BERT-base s128", "vit": "ViT-B/16"}
@@ -73,6 +75,8 @@ def main():
     p.add_argument("--compile-times", action="store_true", help="measure aitrace's cold and warm compile")
     p.add_argument("--kernel-times", type=int, default=None, metavar="N",
                    help="per-kernel GPU times afterwards (the N largest kernels listed)")
+    p.add_argument("--trace", type=int, default=None, metavar="N",
+                   help="CUPTI kernel trace of aitrace and torch.compile (the N largest kernels listed)")
     p.add_argument("--json", default=None)
     p.add_argument("--plot", default=None)
     a = p.parse_args()
@@ -109,6 +113,11 @@ def main():
                 if not a.no_compile:
                     ct = torch.compile(tm)
                     r["compile_graph_ms"] = cuda_ms(graphed(lambda: call(ct, args)), a.repeat)
+                if a.trace is not None:
+                    r["trace"] = [trace_kernels(lambda: f(*args), f"aitrace {model} bs{batch}", top=a.trace)]
+                    if not a.no_compile:
+                        r["trace"].append(trace_kernels(graphed(lambda: call(ct, args)),
+                                                        f"torch.compile {model} bs{batch}", top=a.trace))
             best = min(v for k, v in r.items() if k in ("eager_ms", "eager_graph_ms", "compile_graph_ms") and v == v)
             r["speedup_vs_best_torch"] = best / r["aitrace_ms"]
             if a.compile_times:

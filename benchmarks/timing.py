@@ -81,3 +81,37 @@ def kernel_table(times, eqns, calls: int, flops: float = 0.0, top: int = 12):
         print(f"top {top} kernels:")
         for (k, ms), eq in sorted(zip(times, eqns), key=lambda t: -t[0][1])[:top]:
             print(f"  {ms / calls:8.4f} ms  {k:22s} {eq[:110]}")
+
+
+def trace_kernels(fn, label: str, replays: int = 20, top: int = 15):
+    """The GPU kernels `fn()` runs, from a CUPTI trace (torch.profiler) of `replays` calls: their
+    summed device time per call against the span from the first kernel's start to the last one's
+    end (the difference is where the GPU waits: launches, dependencies), by kernel name."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(replays):
+            fn()
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
+               and "memcpy" not in e.name.lower() and "memset" not in e.name.lower()]
+    if not kernels:
+        print(f"{label}: no kernels in the trace")
+        return {}
+    by_name = defaultdict(lambda: [0.0, 0])
+    for e in kernels:
+        by_name[e.name][0] += e.device_time / replays
+        by_name[e.name][1] += 1
+    starts = sorted(e.time_range.start for e in kernels)
+    span = (max(e.time_range.end for e in kernels) - starts[0]) / replays
+    busy = sum(t for t, _ in by_name.values())
+    print(f"{label}: {len(kernels) / replays:.0f} kernels per call, {busy:.1f} us busy in a {span:.1f} us span "
+          f"per call (CUPTI, {replays} calls)")
+    for name, (us, n) in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:top]:
+        short = name if len(name) <= 100 else name[:97] + "..."
+        print(f"  {us:8.1f} us {n / replays:5.1f}x  {short}")
+    return dict(label=label, kernels_per_call=len(kernels) / replays, busy_us=busy, span_us=span,
+                top=[(name, us, n / replays) for name, (us, n) in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:top]])
