@@ -101,6 +101,20 @@ def test_plain_norms_and_unfused_forms_use_the_row_kernels():
     assert "ait::gpu::layer_norm_rows<__half, __half>(ait::gpu::PlainRow<__half>" in low.source
 
 
+
+def test_layer_norms_read_constant_affine_params_before_waiting():
+    """A layer norm whose weight and bias are constants reads them before its PDL wait
+    (preload = true); weights given at run time are written by earlier kernels: read after."""
+    rng = np.random.default_rng(0)
+    w, b = rng.standard_normal((2, 768)).astype(np.float16)
+    const = ait.jit(lambda x, r: residual_layer_norm(x, r, w, b), backend="cuda", arch="sm_90a").lower(
+        S((128, 768), ait.float16), S((128, 768), ait.float16)).source
+    assert re.search(r"layer_norm_rows<__half, __half>\(row, .*, vec, stream, true\);", const)
+    given_ = ait.jit(residual_layer_norm, backend="cuda", arch="sm_90a").lower(
+        S((128, 768), ait.float16), S((128, 768), ait.float16), S((768,), ait.float16), S((768,), ait.float16)).source
+    assert re.search(r"layer_norm_rows<__half, __half>\(row, .*, vec, stream, false\);", given_)
+
+
 # ------------------------------------------------------------------ on the GPU
 def cuda_array(a):
     torch = pytest.importorskip("torch")
@@ -176,6 +190,19 @@ rows, widths = st.integers(1, 300), st.integers(1, 1100)
 def test_fused_layer_norm_with_residual_output(r, n, dtype):
     args = data(np.random.default_rng(r * 7 + n), dtype, (r, n), (r, n), (n,), (n,))
     compare(jitted(residual_layer_norm, dtype), residual_layer_norm, *args, dtype=dtype, kinds=["fused_norm"])
+
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("n,dtype", [(8, ait.float16), (200, ait.float32), (520, ait.float16), (768, ait.bfloat16),
+                                     (1024, ait.float16)])
+def test_register_row_layer_norm_with_constant_affine(n, dtype):
+    """Rows of 1-4 chunks of 256 columns a warp (the last one partly used at 200 and 520), weight
+    and bias read before the PDL wait; plain and with a residual prologue."""
+    rng = np.random.default_rng(n)
+    x, r, w, b = data(rng, dtype, (131, n), (131, n), (n,), (n,))
+    fn = lambda x, r: (*residual_layer_norm(x, r, w, b), ait.layer_norm(x, w, b))  # noqa: E731
+    compare(ait.jit(fn, backend="cuda"), fn, x, r, dtype=dtype, kinds=["fused_norm", "layer_norm"])
 
 
 @pytest.mark.cuda

@@ -92,25 +92,27 @@ def lower_softmax(ctx, e, kname):
 
 
 
-def layer_norm_affine(ctx, params, x, affine) -> tuple[str, str, str]:
-    """(weight type, weight pointer, bias pointer) of a layer norm of x whose weight and bias (as
-    params has them) are the operands `affine`; nullptr where absent."""
+def layer_norm_affine(ctx, params, x, affine) -> tuple[str, str, str, str]:
+    """(weight type, weight pointer, bias pointer, preload) of a layer norm of x whose weight and
+    bias (as params has them) are the operands `affine`; nullptr where absent. preload ("true" or
+    "false"): both are constants, so the kernel may read them before waiting on the one before."""
     it = iter(affine)
     w = ctx.name(next(it)) if params["has_weight"] else "nullptr"
     b = ctx.name(next(it)) if params["has_bias"] else "nullptr"
     wt = ctx.storage(affine[0]) if affine else ctx.storage(x)
-    return wt, f"static_cast<const {wt}*>({w})", f"static_cast<const {wt}*>({b})"
+    preload = "true" if all(ctx.const_root(v) is not None for v in affine) else "false"
+    return wt, f"static_cast<const {wt}*>({w})", f"static_cast<const {wt}*>({b})", preload
 
 
 @lowering("cuda", "layer_norm")
 def lower_layer_norm(ctx, e, kname):
     x, (y,) = e.invars[0], e.outvars
-    wt, w, b = layer_norm_affine(ctx, e.params, x, e.invars[1:])
+    wt, w, b, preload = layer_norm_affine(ctx, e.params, x, e.invars[1:])
     rows, n, t = ctx.dim(shapes.prod(x.aval.shape[:-1])), ctx.dim(x.aval.shape[-1]), ctx.storage(x)
     vec = rows_vectorizable(n, [ctx.name(x), ctx.name(y)])
     return _ops_kernel(ctx, kname, e, [f"ait::gpu::layer_norm_rows<{t}, {wt}>(ait::gpu::PlainRow<{t}>"
                                        f"{{{ctx.name(x)}, {n}}}, {w}, {b}, {ctx.name(y)}, {rows}, {n}, "
-                                       f"{e.params['eps']!r}f, {vec}, stream);"])
+                                       f"{e.params['eps']!r}f, {vec}, stream, {preload});"])
 
 
 def _ops_kernel(ctx, kname, e, lines) -> Kernel:

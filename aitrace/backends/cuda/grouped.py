@@ -25,7 +25,7 @@ MAX_TABLE = 32  # layer norms a launch: their table (~72 bytes each) stays withi
 def _layer_norm_entry(ctx, m) -> str:
     """One LayerNormMember initializer: x, w, b, y, rows, n, eps (the launch fields follow)."""
     x, (y,) = m.invars[0], m.outvars
-    _, w, b = layer_norm_affine(ctx, m.params, x, m.invars[1:])
+    _, w, b, _ = layer_norm_affine(ctx, m.params, x, m.invars[1:])
     rows, n = ctx.dim(shapes.prod(x.aval.shape[:-1])), ctx.dim(x.aval.shape[-1])
     return f"{{{ctx.name(x)}, {w}, {b}, {ctx.name(y)}, {rows}, {n}, {m.params['eps']!r}f}}"
 

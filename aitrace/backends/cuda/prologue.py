@@ -92,9 +92,9 @@ def lower_fused_norm(ctx, e, kname: str) -> Kernel:
     if base == "softmax":
         lines.append(f"ait::gpu::softmax_rows(row, {ctx.name(y)}, n_rows, n_cols, vec, stream);")
     else:
-        wt, w, b = layer_norm_affine(ctx, bp, x, e.invars[n_pro:])
+        wt, w, b, preload = layer_norm_affine(ctx, bp, x, e.invars[n_pro:])
         lines.append(f"ait::gpu::layer_norm_rows<{ty}, {wt}>(row, {w}, {b}, {ctx.name(y)}, n_rows, n_cols, "
-                     f"{bp['eps']!r}f, vec, stream);")
+                     f"{bp['eps']!r}f, vec, stream, {preload});")
     body = "".join(f"  {line}\n" for line in lines)
     definition = f"{struct}{ctx.signature(kname, e)} {{\n{ctx.symbol_preamble()}{body}}}\n"
     ops = " -> ".join(se.prim.name for se in g.eqns) or "copy"

@@ -492,11 +492,89 @@ inline void launch_softmax_rows(const RowLaunch& l, const Row& row, T* y, int64_
   launch(softmax_rows_kernel<G, C, T, Row>, unsigned(l.blocks), kRowThreads, l.cache_bytes, s, row, y, rows, n, l.cache_bytes > 0);
 }
 
-// vec: rows_vectorizable over every pointer the row functor and the kernel move by vectors
+// Layer norm of vectorizable rows up to kWarpRowMax long, a warp a row, the row held in
+// registers: every chunk's load issued at once (one memory round trip, where the loop above
+// waits once per chunk), then the statistics and the store. NCH = chunks of 8 columns a lane.
+// With `preload` (the weight and bias are the model's constants) they are read before waiting
+// on the kernel before (PDL), so their latency hides under its tail.
+constexpr int kWarpRowsPerBlock = 4;
+template <int NCH, typename T, typename W, typename Row>
+__global__ void __launch_bounds__(32 * kWarpRowsPerBlock) layer_norm_warp_rows_kernel(Row row, const W* w, const W* b, T* y,
+                                                                                      int64_t rows, int n, float eps,
+                                                                                      bool preload) {
+  const int lane = threadIdx.x % 32;
+  const int64_t r = int64_t(blockIdx.x) * kWarpRowsPerBlock + threadIdx.x / 32;
+  float wv[NCH][kRowVec], bv[NCH][kRowVec];
+  auto load_affine = [&] {
+#pragma unroll
+    for (int c = 0; c < NCH; ++c) {
+      const int i = (c * 32 + lane) * kRowVec;
+#pragma unroll
+      for (int k = 0; k < kRowVec; ++k) {
+        wv[c][k] = w && i < n ? load<float>(w[i + k]) : 1.f;
+        bv[c][k] = b && i < n ? load<float>(b[i + k]) : 0.f;
+      }
+    }
+  };
+  if (preload) load_affine();
+  await_inputs();
+  if (!preload) load_affine();
+  if (r >= rows) return;
+  float v[NCH][kRowVec], s = 0.f;
+#pragma unroll
+  for (int c = 0; c < NCH; ++c) {
+    const int i = (c * 32 + lane) * kRowVec;
+    if (i < n) {
+      row(r, i, v[c], true);
+    } else {
+#pragma unroll
+      for (int k = 0; k < kRowVec; ++k) v[c][k] = 0.f;
+    }
+#pragma unroll
+    for (int k = 0; k < kRowVec; ++k) s += v[c][k];
+  }
+  const float mean = warp_sum(s) / float(n);
+  float ss = 0.f;
+#pragma unroll
+  for (int c = 0; c < NCH; ++c) {
+    const bool valid = (c * 32 + lane) * kRowVec < n;
+#pragma unroll
+    for (int k = 0; k < kRowVec; ++k) ss += valid ? (v[c][k] - mean) * (v[c][k] - mean) : 0.f;
+  }
+  const float rstd = rsqrtf(warp_sum(ss) / float(n) + eps);
+#pragma unroll
+  for (int c = 0; c < NCH; ++c) {
+    const int i = (c * 32 + lane) * kRowVec;
+    if (i >= n) continue;
+#pragma unroll
+    for (int k = 0; k < kRowVec; ++k) v[c][k] = (v[c][k] - mean) * rstd * wv[c][k] + bv[c][k];
+    store_chunk(y + r * n + i, v[c]);
+  }
+}
+
+template <int NCH, typename T, typename W, typename Row>
+inline void launch_layer_norm_warp_rows(const Row& row, const W* w, const W* b, T* y, int64_t rows, int64_t n, float eps,
+                                        bool preload, cudaStream_t s) {
+  launch(layer_norm_warp_rows_kernel<NCH, T, W, Row>, unsigned((rows + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock),
+         32 * kWarpRowsPerBlock, 0, s, row, w, b, y, rows, int(n), eps, preload);
+}
+
+// vec: rows_vectorizable over every pointer the row functor and the kernel move by vectors;
+// preload: w and b are constants (never written by an earlier kernel of the run)
 template <typename T, typename W, typename Row>
 inline void layer_norm_rows(const Row& row, const W* w, const W* b, T* y, int64_t rows, int64_t n, float eps, bool vec,
-                            cudaStream_t s) {
+                            cudaStream_t s, bool preload = false) {
   if (rows <= 0 || n <= 0) return;
+  constexpr int64_t kChunk = 32 * kRowVec;  // columns a warp moves at once
+  if (vec && n <= kWarpRowMax) {
+    static_assert(kWarpRowMax == 4 * kChunk, "one instantiation per chunk count");
+    switch ((n + kChunk - 1) / kChunk) {
+      case 1: launch_layer_norm_warp_rows<1>(row, w, b, y, rows, n, eps, preload, s); return;
+      case 2: launch_layer_norm_warp_rows<2>(row, w, b, y, rows, n, eps, preload, s); return;
+      case 3: launch_layer_norm_warp_rows<3>(row, w, b, y, rows, n, eps, preload, s); return;
+      default: launch_layer_norm_warp_rows<4>(row, w, b, y, rows, n, eps, preload, s); return;
+    }
+  }
   const RowLaunch l = row_launch(rows, n);
   if (l.group == 32)
     vec ? launch_layer_norm_rows<32, kRowVec>(l, row, w, b, y, rows, n, eps, s) : launch_layer_norm_rows<32, 1>(l, row, w, b, y, rows, n, eps, s);
