@@ -22,9 +22,9 @@
 // accumulator [64][Dv] in a per-thread buffer, and walks keys in blocks of 64 (causal: only
 // blocks at or below the diagonal), each read in place (fp32, Dv a multiple of 16) or copied to
 // fp32 K [64][D] and V [64][Dv] buffers:
-// S^T = K q^T ([64 keys][64 queries], register-blocked 4 keys x 64 queries), bias/causal,
-// online softmax (vectorized over queries), O = O*alpha + P V (register-blocked 4 queries x 64
-// values). Per-thread memory ~ (2*64*D + 2*64*Dv + 64*64) floats, allocated once per call.
+// S^T = K q^T ([64 keys][64 queries], register-blocked 4 keys x 64 queries on AVX-512, 6 x 16 on
+// AVX2), bias/causal, online softmax (vectorized over queries), O = O*alpha + P V (register-blocked
+// 4 queries x 64 values; 6 x 16 on AVX2). Per-thread memory ~ (2*64*D + 2*64*Dv + 64*64) floats, allocated once per call.
 // Single core (Zen 4, 1 thread): ~70 GFLOP/s at Sq=Sk=1024, D=64, about 85% of its FMA peak.
 // Limitation: parallelism is over (b, h, query block) only: a single decode-style query
 // (B*H*ceil(Sq/64) < threads) leaves the other threads idle (no split over keys).
@@ -35,74 +35,105 @@
 namespace ait {
 namespace detail {
 
-// 16 floats as a GCC/clang vector: on AVX-512 one zmm register, elsewhere split by the compiler.
+// A register's worth of floats as a GCC/clang vector: 16 (a zmm) on AVX-512, else 8 (a ymm on
+// AVX2; GCC spills a 16-wide vector it has to split, every operation through the stack).
 // Memory is accessed through the unaligned, may_alias twin (as immintrin.h's __m512_u); no
 // function passes a vector by value, which would change the ABI without AVX-512 (-Wpsabi).
-typedef float v16f __attribute__((vector_size(64)));
-typedef float v16f_u __attribute__((vector_size(64), aligned(4), may_alias));
-#define AIT_VLD(p) (*reinterpret_cast<const ::ait::detail::v16f_u*>(p))
-#define AIT_VST(p, v) (*reinterpret_cast<::ait::detail::v16f_u*>(p) = (v))
+#if defined(__AVX512F__)
+constexpr int kAV = 16;
+#else
+constexpr int kAV = 8;
+#endif
+typedef float vf __attribute__((vector_size(4 * kAV)));
+typedef float vf_u __attribute__((vector_size(4 * kAV), aligned(4), may_alias));
+#define AIT_VLD(p) (*reinterpret_cast<const ::ait::detail::vf_u*>(p))
+#define AIT_VST(p, v) (*reinterpret_cast<::ait::detail::vf_u*>(p) = (v))
 
-constexpr int64_t kAttnBQ = 64;  // queries per task (4 vectors of 16)
+constexpr int64_t kAttnBQ = 64;  // queries per task (4 groups of 16 lanes)
 constexpr int64_t kAttnBK = 64;  // keys per block
 
-// st[r][0 : 16*NQ] = sum_d kp[r*ks + d] * qt[d][0 : 16*NQ], r < RK  (qt, st row stride kAttnBQ)
+// Register tiles of the two products, in vectors of kAV: AVX-512 4 keys (queries) x 4 zmm = 64
+// query (value) lanes, 16 of its 32 registers; AVX2 6 x 2 ymm = 16 lanes, 12 of its 16 (the GEMM
+// micro-kernel's 6x16).
+#if defined(__AVX512F__)
+constexpr int kQkKeys = 4, kQkVecs = 4, kPvRows = 4, kPvVecs = 4;
+#else
+constexpr int kQkKeys = 6, kQkVecs = 2, kPvRows = 6, kPvVecs = 2;
+#endif
+
+// st[r][0 : kAV*NQ] = sum_d kp[r*ks + d] * qt[d][0 : kAV*NQ], r < RK  (qt, st row stride kAttnBQ)
 template <int RK, int NQ>
 inline void qk_tile(const float* AIT_RESTRICT kp, int64_t ks, const float* AIT_RESTRICT qt,
                     int64_t D, float* AIT_RESTRICT st) {
-  v16f acc[RK][NQ];
+  vf acc[RK][NQ];
   for (int r = 0; r < RK; ++r)
-    for (int c = 0; c < NQ; ++c) acc[r][c] = v16f{};
+    for (int c = 0; c < NQ; ++c) acc[r][c] = vf{};
   for (int64_t d = 0; d < D; ++d) {
-    v16f qv[NQ];
-    for (int c = 0; c < NQ; ++c) qv[c] = AIT_VLD(qt + d * kAttnBQ + 16 * c);
+    vf qv[NQ];
+    for (int c = 0; c < NQ; ++c) qv[c] = AIT_VLD(qt + d * kAttnBQ + kAV * c);
     for (int r = 0; r < RK; ++r) {
       const float kk = kp[r * ks + d];
       for (int c = 0; c < NQ; ++c) acc[r][c] += kk * qv[c];
     }
   }
   for (int r = 0; r < RK; ++r)
-    for (int c = 0; c < NQ; ++c) AIT_VST(st + r * kAttnBQ + 16 * c, acc[r][c]);
+    for (int c = 0; c < NQ; ++c) AIT_VST(st + r * kAttnBQ + kAV * c, acc[r][c]);
 }
 
+// kQkKeys keys at a time, then the remaining 1 .. kQkKeys-1 (R counts down to 1)
+template <int NQ, int R = kQkKeys - 1>
+inline void qk_rest(const float* kp, int64_t ks, int64_t rest, const float* qt, int64_t D, float* st) {
+  if constexpr (R > 0) {
+    if (rest == R) qk_tile<R, NQ>(kp, ks, qt, D, st);
+    else qk_rest<NQ, R - 1>(kp, ks, rest, qt, D, st);
+  }
+}
 template <int NQ>
-void qk_block(const float* kp, int64_t ks, int64_t nk, const float* qt, int64_t D, float* st) {
+void qk_keys(const float* kp, int64_t ks, int64_t nk, const float* qt, int64_t D, float* st) {
   int64_t j = 0;
-  for (; j + 4 <= nk; j += 4) qk_tile<4, NQ>(kp + j * ks, ks, qt, D, st + j * kAttnBQ);
-  switch (nk - j) {
-    case 3: qk_tile<3, NQ>(kp + j * ks, ks, qt, D, st + j * kAttnBQ); break;
-    case 2: qk_tile<2, NQ>(kp + j * ks, ks, qt, D, st + j * kAttnBQ); break;
-    case 1: qk_tile<1, NQ>(kp + j * ks, ks, qt, D, st + j * kAttnBQ); break;
-    default: break;
+  for (; j + kQkKeys <= nk; j += kQkKeys) qk_tile<kQkKeys, NQ>(kp + j * ks, ks, qt, D, st + j * kAttnBQ);
+  qk_rest<NQ>(kp + j * ks, ks, nk - j, qt, D, st + j * kAttnBQ);
+}
+
+// S^T [nk][nql] = K q^T over nql query lanes (a multiple of 16), kQkVecs vectors at a time
+inline void qk_block(const float* kp, int64_t ks, int64_t nk, const float* qt, int64_t D, float* st, int64_t nql) {
+  for (int64_t c = 0; c < nql; c += kQkVecs * kAV) {
+    switch (std::min<int64_t>(kQkVecs, (nql - c) / kAV)) {
+      case 4: qk_keys<4>(kp, ks, nk, qt + c, D, st + c); break;
+      case 3: qk_keys<3>(kp, ks, nk, qt + c, D, st + c); break;
+      case 2: qk_keys<2>(kp, ks, nk, qt + c, D, st + c); break;
+      default: qk_keys<1>(kp, ks, nk, qt + c, D, st + c); break;
+    }
   }
 }
 
-// o[r][0 : 16*NV] = o[r][...] * alpha[r] + sum_j pt[j][r] * vb[j][0 : 16*NV], r < RQ
+// o[r][0 : kAV*NV] = o[r][...] * alpha[r] + sum_j pt[j][r] * vb[j][0 : kAV*NV], r < RQ
 template <int RQ, int NV>
 inline void pv_tile(const float* AIT_RESTRICT pt, int64_t nk, const float* AIT_RESTRICT vb,
                     int64_t ldv, float* AIT_RESTRICT o, int64_t ldo, const float* AIT_RESTRICT alpha) {
-  v16f acc[RQ][NV];
+  vf acc[RQ][NV];
   for (int r = 0; r < RQ; ++r) {
-    for (int c = 0; c < NV; ++c) acc[r][c] = AIT_VLD(o + r * ldo + 16 * c) * alpha[r];
+    for (int c = 0; c < NV; ++c) acc[r][c] = AIT_VLD(o + r * ldo + kAV * c) * alpha[r];
   }
   for (int64_t j = 0; j < nk; ++j) {
-    v16f vv[NV];
-    for (int c = 0; c < NV; ++c) vv[c] = AIT_VLD(vb + j * ldv + 16 * c);
+    vf vv[NV];
+    for (int c = 0; c < NV; ++c) vv[c] = AIT_VLD(vb + j * ldv + kAV * c);
     for (int r = 0; r < RQ; ++r) {
       const float p = pt[j * kAttnBQ + r];
       for (int c = 0; c < NV; ++c) acc[r][c] += p * vv[c];
     }
   }
   for (int r = 0; r < RQ; ++r)
-    for (int c = 0; c < NV; ++c) AIT_VST(o + r * ldo + 16 * c, acc[r][c]);
+    for (int c = 0; c < NV; ++c) AIT_VST(o + r * ldo + kAV * c, acc[r][c]);
 }
 
+// RQ query rows over all dvp value columns (a multiple of 16), kPvVecs vectors at a time
 template <int RQ>
 inline void pv_rows(const float* pt, int64_t nk, const float* vb, int64_t ldv, float* o,
                     int64_t ldo, const float* alpha, int64_t dvp) {
   int64_t c = 0;
-  for (; c + 64 <= dvp; c += 64) pv_tile<RQ, 4>(pt, nk, vb + c, ldv, o + c, ldo, alpha);
-  switch ((dvp - c) / 16) {
+  for (; c + kAV * kPvVecs <= dvp; c += kAV * kPvVecs) pv_tile<RQ, kPvVecs>(pt, nk, vb + c, ldv, o + c, ldo, alpha);
+  switch ((dvp - c) / kAV) {
     case 3: pv_tile<RQ, 3>(pt, nk, vb + c, ldv, o + c, ldo, alpha); break;
     case 2: pv_tile<RQ, 2>(pt, nk, vb + c, ldv, o + c, ldo, alpha); break;
     case 1: pv_tile<RQ, 1>(pt, nk, vb + c, ldv, o + c, ldo, alpha); break;
@@ -110,16 +141,20 @@ inline void pv_rows(const float* pt, int64_t nk, const float* vb, int64_t ldv, f
   }
 }
 
+// the remaining 1 .. kPvRows-1 query rows (R counts down to 1)
+template <int R = kPvRows - 1>
+inline void pv_rest(const float* pt, int64_t nk, const float* vb, int64_t ldv, float* o, int64_t ldo,
+                    const float* alpha, int64_t rest, int64_t dvp) {
+  if constexpr (R > 0) {
+    if (rest == R) pv_rows<R>(pt, nk, vb, ldv, o, ldo, alpha, dvp);
+    else pv_rest<R - 1>(pt, nk, vb, ldv, o, ldo, alpha, rest, dvp);
+  }
+}
 inline void pv_block(const float* pt, int64_t nk, const float* vb, int64_t ldv, float* o,
                      int64_t ldo, const float* alpha, int64_t mq, int64_t dvp) {
   int64_t i = 0;
-  for (; i + 4 <= mq; i += 4) pv_rows<4>(pt + i, nk, vb, ldv, o + i * ldo, ldo, alpha + i, dvp);
-  switch (mq - i) {
-    case 3: pv_rows<3>(pt + i, nk, vb, ldv, o + i * ldo, ldo, alpha + i, dvp); break;
-    case 2: pv_rows<2>(pt + i, nk, vb, ldv, o + i * ldo, ldo, alpha + i, dvp); break;
-    case 1: pv_rows<1>(pt + i, nk, vb, ldv, o + i * ldo, ldo, alpha + i, dvp); break;
-    default: break;
-  }
+  for (; i + kPvRows <= mq; i += kPvRows) pv_rows<kPvRows>(pt + i, nk, vb, ldv, o + i * ldo, ldo, alpha + i, dvp);
+  pv_rest(pt + i, nk, vb, ldv, o + i * ldo, ldo, alpha + i, mq - i, dvp);
 }
 
 template <typename M> inline bool mask_true(M m) {
@@ -172,8 +207,7 @@ void attention(const T* q, const T* k, const T* v, T* out, int64_t B, int64_t H,
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t qb = t % nqb, h = (t / nqb) % H, b = t / (nqb * H);
       const int64_t i0 = qb * BQ, mq = std::min(BQ, Sq - i0);
-      const int nq = int((mq + 15) / 16);  // query vectors in use
-      const int64_t nql = 16 * nq;
+      const int64_t nql = (mq + 15) / 16 * 16;  // query lanes in use
       const T* qp = q + b * q_sb + h * q_sh;
       const T* kp = k + b * k_sb + h * k_sh;
       const T* vp = v + b * v_sb + h * v_sh;
@@ -211,12 +245,7 @@ void attention(const T* q, const T* k, const T* v, T* out, int64_t B, int64_t H,
         }
 
         // S^T [nk][nql] = K q^T
-        switch (nq) {
-          case 4: qk_block<4>(kblk, ldk, nk, qt, D, st); break;
-          case 3: qk_block<3>(kblk, ldk, nk, qt, D, st); break;
-          case 2: qk_block<2>(kblk, ldk, nk, qt, D, st); break;
-          default: qk_block<1>(kblk, ldk, nk, qt, D, st); break;
-        }
+        qk_block(kblk, ldk, nk, qt, D, st, nql);
 
         // bias: mask, then causal
         if (mask_kind == 1) {
