@@ -8,7 +8,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 inc="$here/../../aitrace/backends/cpu/include"
 out="${TMPDIR:-/tmp}/ait_cpu_kernels_test_${1:-default}"
-flags=(-std=c++17 -O3 -march=native -fopenmp -fPIC -Wall -Wextra)
+flags=(-std=c++17 -O3 -march=native -fopenmp -fPIC -fno-math-errno -fno-trapping-math -Wall -Wextra)
 case "${1:-}" in
   asan) flags+=(-fsanitize=address,undefined -fno-sanitize-recover=undefined -g) ;;
   noavx512) flags+=(-mno-avx512f) ;;

@@ -35,7 +35,11 @@ def compiler_identity(cxx: str) -> str:
 
 def flags() -> list[str]:
     f = ["-std=c++17", "-O3", "-march=native", "-fopenmp", "-fPIC", "-shared",
-         "-fno-math-errno", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas"]
+         "-fno-math-errno", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas",
+         # no FP exception ever traps here: without this, gcc keeps a compare-and-select such as
+         # exp's underflow to 0 a branch on CPUs without AVX-512 masks (AVX2), and every loop
+         # calling exp / erf / tanh stays scalar there; results (NaN, inf) are unchanged
+         "-fno-trapping-math"]
     if platform.machine() in ("x86_64", "AMD64"):
         # gcc/clang vectorize loops with 256-bit registers on AVX-512 CPUs unless told otherwise:
         # the generated elementwise loops and GEMM epilogues (exact gelu 1.5 -> 1.0 ns per element

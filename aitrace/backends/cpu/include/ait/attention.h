@@ -283,8 +283,10 @@ void attention(const T* q, const T* k, const T* v, T* out, int64_t B, int64_t H,
         for (int64_t i = 0; i < nql; ++i) mblk[i] = ninf;
         for (int64_t j = 0; j < nk; ++j) {
           const float* AIT_RESTRICT s = st + j * BQ;
+#pragma omp simd
           for (int64_t i = 0; i < nql; ++i) mblk[i] = max_nan(mblk[i], s[i]);
         }
+#pragma omp simd
         for (int64_t i = 0; i < nql; ++i) {
           const float mnew = max_nan(mrun[i], mblk[i]);
           const bool dead = mnew == ninf;  // nothing seen yet: p = 0, keep O and l
@@ -295,6 +297,7 @@ void attention(const T* q, const T* k, const T* v, T* out, int64_t B, int64_t H,
         }
         for (int64_t j = 0; j < nk; ++j) {
           float* AIT_RESTRICT s = st + j * BQ;
+#pragma omp simd
           for (int64_t i = 0; i < nql; ++i) {
             s[i] = exp_f32(s[i] - msub[i]);
             lrun[i] += s[i];
