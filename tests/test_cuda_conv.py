@@ -117,7 +117,7 @@ def test_lowering_defines_each_distinct_kernel_once():
     # written in place into a concatenation: rows (pixels) 64 + 8 apart
     fn = lambda x, z: ait.concatenate([ait.relu(ait.conv2d(x, W3, B3, padding=1)), z], axis=-1)  # noqa: E731
     src = ait.jit(fn, backend="cuda", arch="sm_90a").lower(S((2, 9, 9, 16), f16), S((2, 9, 9, 8), f16)).source
-    assert ", 9, 9, 1, 1, 1, 1, 1, 1, 1, 1, 72, ait::gpu::pdl_level() >= 2, stream, nullptr, 0);" in src
+    assert ", 9, 9, 1, 1, 1, 1, 1, 1, 1, 1, 72, ait::gpu::pdl_enabled(), stream, nullptr, 0);" in src
 
 
 @needs_cutlass
@@ -184,7 +184,7 @@ def test_model_matches_reference(dtype):
     x = r.standard_normal((3, 15, 17, 16)).astype(dtype)
     res = (r.standard_normal((3, 8, 9, 128)) * 0.5).astype(dtype)
     z = r.standard_normal((3, 15, 17, 8)).astype(dtype)
-    assert ", 64, 1, 1, 15, 17, 0, 0, 0, 0, 1, 1, 1, 1, 72, stream" in ait.jit(fn, backend="cuda", arch="sm_90a").lower(
+    assert ", 64, 1, 1, 15, 17, 0, 0, 0, 0, 1, 1, 1, 1, 72, " in ait.jit(fn, backend="cuda", arch="sm_90a").lower(
         x, res, z).source
     _check(fn, x, res, z, dtype=dtype, convs=4)
 
@@ -220,4 +220,4 @@ def test_cutlass_kernel_runs_on_the_gpu():
         f(x)
         torch.cuda.synchronize()
     names = [e.key for e in prof.key_averages()]
-    assert any("ConvUniversal" in n for n in names), names
+    assert any("ConvUniversal" in n or "WaitingConvKernel" in n for n in names), names  # PDL: the waiting wrapper

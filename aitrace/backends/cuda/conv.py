@@ -204,5 +204,5 @@ def define_conv(ctx, e, make_kernel, prefix: str):
     ptrs = [ctx.name(v) for v in e.invars] + [ctx.name(y)]
     dims = [ctx.dim(d) for d in launch_dims(e, rows_uniform(y.aval.shape, ctx.strides(y)))]
     # every thread of the sm90 kernel waits first (conv_sm90.cu.j2), so any epilogue operand is safe
-    pdl = ["ait::gpu::pdl_level() >= 2"] if "bool pdl" in probe.params else []  # opt-in until run on a GPU
+    pdl = ["ait::gpu::pdl_enabled()"] if "bool pdl" in probe.params else []
     return definition, f"{name}({', '.join(ptrs + dims + pdl + ['stream', 'nullptr', '0'])})"

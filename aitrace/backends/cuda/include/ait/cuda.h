@@ -60,20 +60,20 @@ __device__ __forceinline__ void await_inputs() {
 #endif
 }
 
-// AITRACE_PDL: 0 off; 1 (default: BERT/ViT bs1 0.63 -> 0.53 ms on the H100, RESULTS.md) for
-// aitrace's kernels and CUTLASS's GEMMs; 2 for the sm90 convolutions as well (not yet run on a GPU).
-inline int pdl_level() {
+// AITRACE_PDL=0 turns PDL off; on by default for aitrace's kernels, CUTLASS's data-parallel
+// GEMMs and the sm90 convolutions (H100: BERT/ViT bs1 0.63 -> 0.53 ms, ResNet-50 bs1 0.524 ->
+// 0.467 ms with the convolutions too, RESULTS.md).
+inline bool pdl_enabled() {
 #ifdef AIT_PDL
-  static const int level = [] {
+  static const bool on = [] {
     const char* env = std::getenv("AITRACE_PDL");
-    return env && *env ? std::atoi(env) : 1;
+    return !(env && *env && std::atoi(env) == 0);
   }();
-  return level;
+  return on;
 #else
-  return 0;
+  return false;
 #endif
 }
-inline bool pdl_enabled() { return pdl_level() >= 1; }
 
 template <typename... Params, typename... Args>
 inline void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
