@@ -84,9 +84,11 @@ def kernel_table(times, eqns, calls: int, flops: float = 0.0, top: int = 12):
 
 
 def trace_kernels(fn, label: str, replays: int = 20, top: int = 15):
-    """The GPU kernels `fn()` runs, from a CUPTI trace (torch.profiler) of `replays` calls: their
-    summed device time per call against the span from the first kernel's start to the last one's
-    end (the difference is where the GPU waits: launches, dependencies), by kernel name."""
+    """The GPU kernels `fn()` runs, from a CUPTI trace (torch.profiler) of `replays` calls, by
+    kernel name: per call, the summed kernel durations, the time some kernel was running (their
+    union) and the span from the first start to the last end (span - union: the GPU idle between
+    kernels). Under programmatic dependent launch a kernel starts early and waits: its duration
+    includes that wait, so durations overlap and their sum can exceed the span."""
     import torch
     from torch.profiler import ProfilerActivity, profile
     for _ in range(3):
@@ -105,13 +107,18 @@ def trace_kernels(fn, label: str, replays: int = 20, top: int = 15):
     for e in kernels:
         by_name[e.name][0] += e.device_time / replays
         by_name[e.name][1] += 1
-    starts = sorted(e.time_range.start for e in kernels)
-    span = (max(e.time_range.end for e in kernels) - starts[0]) / replays
+    ranges = sorted((e.time_range.start, e.time_range.end) for e in kernels)
+    span = (max(end for _, end in ranges) - ranges[0][0]) / replays
+    covered, reach = 0.0, ranges[0][0]
+    for start, end in ranges:  # the union of the kernels' intervals
+        covered += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    covered /= replays
     busy = sum(t for t, _ in by_name.values())
-    print(f"{label}: {len(kernels) / replays:.0f} kernels per call, {busy:.1f} us busy in a {span:.1f} us span "
-          f"per call (CUPTI, {replays} calls)")
+    print(f"{label}: {len(kernels) / replays:.0f} kernels per call; per call {busy:.1f} us of kernel durations, "
+          f"{covered:.1f} us with a kernel running, in a {span:.1f} us span (CUPTI, {replays} calls)")
     for name, (us, n) in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:top]:
         short = name if len(name) <= 100 else name[:97] + "..."
         print(f"  {us:8.1f} us {n / replays:5.1f}x  {short}")
-    return dict(label=label, kernels_per_call=len(kernels) / replays, busy_us=busy, span_us=span,
+    return dict(label=label, kernels_per_call=len(kernels) / replays, busy_us=busy, covered_us=covered, span_us=span,
                 top=[(name, us, n / replays) for name, (us, n) in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:top]])
