@@ -54,7 +54,7 @@ def _cases():
                            cg.GemmConfig((128, 128, 64), (2, 1, 1), "pingpong"), "n"),
         "batched_bf16": (_graph(lambda a, b: a @ b, ait.ShapeDtype((4, B, 64), bf16),
                                 ait.ShapeDtype((4, 64, 128), bf16)),
-                         cg.GemmConfig((64, 128, 64), (1, 1, 1), "pingpong"), "n"),
+                         cg.GemmConfig((64, 64, 64), (1, 1, 1), "pingpong"), "n"),  # the few-tile candidate
         # stream-K and split-K (CUTLASS's stream-K tile scheduler, a workspace), bias + relu
         "bias_relu_streamk_f16": (_graph(lambda x: ait.relu(ait.linear(x, w16, b16)), x16),
                                   cg.GemmConfig((128, 128, 64), (1, 1, 1), "cooperative", decomposition="streamk"), "n"),
