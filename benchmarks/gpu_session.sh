@@ -18,10 +18,8 @@
 #   pdl M     models M (resnet or bert,vit) bs1 with the profiler on and AITRACE_PDL=0 (a cold first call,
 #             kernel times, torch peers), then again with AITRACE_PDL=1 (warm caches: its first call is
 #             the warm compile); the profile database is copied to $OUT
-#   convpdl   the conv GPU tests with AITRACE_PDL=2 (CUTLASS's sm90 convs launched with PDL too), then
-#             ResNet-50 bs1 from an empty cache with the profiler on (the cold first call, with the
-#             first pass's units built beside the candidates), AITRACE_PDL=2 vs the default 1
-#   trace M   models M bs1 with the profiler on, a CUPTI trace of aitrace's and torch.compile's replays
+#   trace M   models M bs1 with the profiler on (from an empty cache: the cold first call, every
+#             candidate timed), a CUPTI trace of aitrace's and torch.compile's replays
 #   resnet128 ResNet-50 at batch 128 with the profiler on (every config is a candidate there)
 #   gemms     gpu_gemm.py --quick with the profiler on (graph-timed candidates): the bs1 model GEMMs
 #             and ResNet's slow bs1 convs as GEMMs over their patches, against cuBLAS
@@ -30,7 +28,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/ait-gpu-out}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-step=${1:?usage: gpu_session.sh tests-a|tests-b|rerun|models|profile|stems|resnet|bert-vit|pdl M|convpdl|trace M|resnet128|large|gemms}
+step=${1:?usage: gpu_session.sh tests-a|tests-b|rerun|models|profile|stems|resnet|bert-vit|pdl M|trace M|resnet128|large|gemms}
 # compute-sanitizer over fixed-size tests (no hypothesis: its examples would multiply the run):
 # flash attention at odd sizes, graph replay with new tensors, long-row fused norms, grouped GEMMs
 sanitize() {
@@ -97,17 +95,11 @@ case "$step" in
       --batches 1 --repeat 50 --no-compile --json "$out/pdl1-$tag.json" 2>&1 | tee "$out/pdl1-$tag.log")
     dump_db "pdl-$tag-db"
     cp "$(python -c 'from aitrace.runtime.cache import cache_dir; print(cache_dir())')/profile.sqlite" "$out/profile-$tag.sqlite" ;;
-  convpdl)
-    AITRACE_PDL=2 AITRACE_PROFILE=0 timeout -s INT 150 python -m pytest -q -m cuda -n 16 -rfE tests/test_cuda_conv.py \
-      tests/test_cuda_conv_gemm.py tests/test_cuda_few_channels.py 2>&1 | tail -5 | tee "$out/convpdl-tests.log"
-    (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT 220 python gpu_models.py --models resnet --batches 1 --repeat 50 \
-      --trace 25 --json "$out/convpdl1.json" 2>&1 | tee "$out/convpdl1.log")
-    (cd benchmarks && AITRACE_PDL=2 timeout -s INT 60 python gpu_models.py --models resnet --batches 1 --repeat 50 \
-      --no-compile --trace 25 --json "$out/convpdl2.json" 2>&1 | tee "$out/convpdl2.log") ;;
   trace)
     models=${2:?usage: gpu_session.sh trace bert,vit}; tag=${models/,/-}
     (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT "${TRACE_LIMIT:-400}" python gpu_models.py --models "$models" \
-      --batches 1 --repeat 50 --trace 25 --json "$out/trace-$tag.json" 2>&1 | tee "$out/trace-$tag.log") ;;
+      --batches 1 --repeat 50 --trace 25 --json "$out/trace-$tag.json" 2>&1 | tee "$out/trace-$tag.log")
+    dump_db "trace-$tag-db" ;;
   resnet128)
     (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT 480 python gpu_models.py --models resnet --batches large --repeat 20 \
       --kernel-times 8 --json "$out/resnet128.json" 2>&1 | tee "$out/resnet128.log")
