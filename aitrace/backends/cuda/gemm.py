@@ -144,10 +144,10 @@ CONFIGS = (
     GemmConfig((64, 128, 64), (1, 1, 1), "pingpong"),
     GemmConfig((128, 64, 64), (1, 1, 1), "cooperative"),   # N <= 64 (a stem's 64 channels)
 )
-# Also timed where 64x128 tiles would fill under half the SMs: twice their CTAs, e.g. for BERT/ViT
-# bs1's N=768 GEMMs, which 64x128 tiles spread over 12 of the 132 SMs (torch.compile's cuBLAS
-# picks 16-24 x 64 tiles there).
-FEW_TILE_CONFIGS = (GemmConfig((64, 64, 64), (1, 1, 1), "pingpong"),)
+# Also timed where 64x128 tiles would fill under half the SMs: two and four times their CTAs,
+# e.g. for BERT/ViT bs1's N=768 GEMMs, which 64x128 tiles spread over 12 of the 132 SMs
+# (torch.compile's cuBLAS picks 16-24 x 64 tiles there).
+FEW_TILE_CONFIGS = (GemmConfig((64, 64, 64), (1, 1, 1), "pingpong"), GemmConfig((64, 32, 64), (1, 1, 1), "pingpong"))
 # (Stream-K and split-K configs lost every batch-1 problem they were timed on, on the H100; they stay
 # nameable, e.g. "cooperative_128x64x64_c1x1x1_splitk4", but the profiler does not try them.)
 DEFAULT_CONFIG = CONFIGS[0]

@@ -276,20 +276,19 @@ def _build(kernel, harness: str, arch: str):
 
 
 def candidates(args: list) -> list[GemmConfig]:
-    """The configs worth timing for a problem: those of CONFIGS (and FEW_TILE_CONFIGS where
-    64x128 tiles would fill under half the SMs) whose critical-path work is within 1.3x of the
-    least, and the heuristic's pick (the work measure ignores each CTA's K
-    loop and the tile's efficiency, so the smallest tile is never the only one timed). At batch
-    1 the big tiles leave SMs idle and lost every problem timed on the H100 by 1.3-3x
-    (2026-12-07); at large sizes all stay in. (Split-K through CUTLASS's stream-K scheduler lost
-    all 14 few-tile BERT/ViT/ResNet problems it was tried on, by 1.3-2x: its partial tiles
-    reduce one after another.)"""
+    """The configs worth timing for a problem: those of CONFIGS whose critical-path work is
+    within 1.3x of the least, the heuristic's pick, and FEW_TILE_CONFIGS where 64x128 tiles would
+    fill under half the SMs (the work measure ignores each CTA's K loop and a small tile's lower
+    efficiency: by it alone only the smallest tile would be timed). At batch 1 the big tiles leave
+    SMs idle and lost every problem timed on the H100 by 1.3-3x (2026-12-07); at large sizes all
+    stay in. (Split-K through CUTLASS's stream-K scheduler lost all 14 few-tile BERT/ViT/ResNet
+    problems it was tried on, by 1.3-2x: its partial tiles reduce one after another.)"""
     rows, n = args[0] * args[3], args[1]
     pick = heuristic(rows, n)
     few = FEW_TILE_CONFIGS if _ctas(rows, n, 64, 128) < SMS // 2 else ()
     configs = list(dict.fromkeys([*CONFIGS, *few, pick]))
     least = min(critical_work(rows, n, c) for c in configs)
-    return [c for c in configs if c == pick or critical_work(rows, n, c) <= 1.3 * least]
+    return [c for c in configs if c == pick or c in few or critical_work(rows, n, c) <= 1.3 * least]
 
 
 @contextlib.contextmanager
