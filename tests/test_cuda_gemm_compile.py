@@ -55,6 +55,9 @@ def _cases():
         "batched_bf16": (_graph(lambda a, b: a @ b, ait.ShapeDtype((4, B, 64), bf16),
                                 ait.ShapeDtype((4, 64, 128), bf16)),
                          cg.GemmConfig((64, 64, 64), (1, 1, 1), "pingpong"), "n"),  # the few-tile candidate
+        # the narrowest few-tile candidate, with bias and residual
+        "bias_residual_64x32_f16": (_graph(lambda x, r: ait.linear(x, w16, b16) + r, x16, r16),
+                                    cg.FEW_TILE_CONFIGS[1], "n"),
         # stream-K and split-K (CUTLASS's stream-K tile scheduler, a workspace), bias + relu
         "bias_relu_streamk_f16": (_graph(lambda x: ait.relu(ait.linear(x, w16, b16)), x16),
                                   cg.GemmConfig((128, 128, 64), (1, 1, 1), "cooperative", decomposition="streamk"), "n"),
