@@ -576,8 +576,8 @@ inline void layer_norm_rows(const Row& row, const W* w, const W* b, T* y, int64_
     }
   }
   const RowLaunch l = row_launch(rows, n);
-  if (l.group == 32)
-    vec ? launch_layer_norm_rows<32, kRowVec>(l, row, w, b, y, rows, n, eps, s) : launch_layer_norm_rows<32, 1>(l, row, w, b, y, rows, n, eps, s);
+  if (l.group == 32)  // scalar rows only: vector rows this short took the register path above
+    launch_layer_norm_rows<32, 1>(l, row, w, b, y, rows, n, eps, s);
   else
     vec ? launch_layer_norm_rows<kRowThreads, kRowVec>(l, row, w, b, y, rows, n, eps, s)
         : launch_layer_norm_rows<kRowThreads, 1>(l, row, w, b, y, rows, n, eps, s);
