@@ -35,19 +35,22 @@ def test_db_round_trip(cache):
 
 def test_heuristic_by_waves():
     assert profiler.heuristic(8192, 8192) == cg.DEFAULT_CONFIG
-    assert profiler.heuristic(128, 768).tile == (64, 128, 64)
     assert profiler.heuristic(1024, 2304).tile == (128, 128, 64)
-    # few tiles and a long K loop (a batch-1 ResNet's 3x3 conv at 7x7 pixels as a GEMM): the
-    # ping-pong 64x128 tile that won it on the H100; split-K only through the profiler
-    assert profiler.heuristic(49, 512) == cg.GemmConfig((64, 128, 64), (1, 1, 1), "pingpong")
+    assert profiler.heuristic(197, 2304) == cg.GemmConfig((64, 128, 64), (1, 1, 1), "pingpong")  # 72 CTAs
+    # under half the SMs with 64x128 tiles: the profiler's winners on the H100 for BERT/ViT bs1,
+    # 64x32 where its CTAs fit half the SMs, else 64x64
+    pp = lambda tn: cg.GemmConfig((64, tn, 64), (1, 1, 1), "pingpong")  # noqa: E731
+    for rows, n, tn in [(128, 768, 32), (1, 768, 32), (128, 2304, 64), (128, 3072, 64), (196, 768, 64),
+                        (197, 768, 64), (49, 512, 32)]:
+        assert profiler.heuristic(rows, n) == pp(tn), (rows, n)
     assert profiler.heuristic(4096, 4096).decomposition == "dp"
     assert profiler.heuristic(12544, 64).tile == (128, 64, 64)  # ResNet's stem over its patches
 
 
 def test_candidates_pruned_by_critical_path_work():
     name = lambda args: {c.name for c in profiler.candidates(args)}  # noqa: E731
-    # 49 x 512 (ResNet layer 4 at batch 1): 4 CTAs of 64x128 (the heuristic's pick), 8 of 64x64,
-    # 16 of 64x32; the wider tiles do 2-8x the work per SM on the critical path
+    # 49 x 512 (ResNet layer 4 at batch 1): 4 CTAs of 64x128, 8 of 64x64, 16 of 64x32 (the
+    # heuristic's pick); the wider tiles do 2-8x the work per SM on the critical path
     few = {"pingpong_64x64x64_c1x1x1", "pingpong_64x32x64_c1x1x1", "pingpong_64x128x64_c1x1x1"}
     assert name([49, 512, 4608, 1, 4608, 512, 512, 0, 0, 0]) == few
     # BERT bs1's out-projection: 12 CTAs of 64x128 or 128x64, 24 of 64x64, 48 of 64x32

@@ -34,6 +34,7 @@ from .gemm import CONFIGS, DEFAULT_CONFIG, FEW_TILE_CONFIGS, GemmConfig, gemm_ke
 
 SMS = 132                       # H100 SXM; only the heuristic's wave arithmetic uses it
 ROW_BUCKETS = (128, 512, 2048, 8192)
+PINGPONG_64x128 = GemmConfig((64, 128, 64), (1, 1, 1), "pingpong")
 
 
 def _ctas(rows: int, n: int, tm: int, tn: int) -> int:
@@ -43,15 +44,20 @@ def _ctas(rows: int, n: int, tm: int, tn: int) -> int:
 def heuristic(rows: int, n: int) -> GemmConfig:
     """The config for rows x n outputs by waves of CTAs: big tiles where they fill
     the GPU (128 wide at most where n <= 64), smaller ones (more CTAs, ping-pong to overlap the
-    epilogue) where they would leave SMs idle. (Stream-K 128x64 lost to ping-pong 64x128 on every
-    batch-1 ResNet GEMM the profiler timed on the H100, so the heuristic never picks it.)"""
+    epilogue) where they would leave SMs idle. Where even 64x128 tiles fill under half the SMs,
+    64x32 if its CTAs still fit one half-wave, else 64x64: the profiler's winner on all eight
+    few-tile BERT/ViT bs1 problems timed on the H100 (2026-12-07; 64x128 lost them by 1.2-1.5x).
+    (Stream-K 128x64 lost to ping-pong 64x128 on every batch-1 ResNet GEMM the profiler timed on
+    the H100, so the heuristic never picks it.)"""
     if n <= 64 and _ctas(rows, n, 128, 64) >= SMS // 2:  # wider tiles would be half padding
         return GemmConfig((128, 64, 64), (1, 1, 1), "cooperative")
     if _ctas(rows, n, 128, 256) >= SMS:
         return DEFAULT_CONFIG
     if _ctas(rows, n, 128, 128) >= SMS // 2:
         return GemmConfig((128, 128, 64), (1, 1, 1), "cooperative")
-    return GemmConfig((64, 128, 64), (1, 1, 1), "pingpong")
+    if _ctas(rows, n, 64, 128) >= SMS // 2:
+        return PINGPONG_64x128
+    return FEW_TILE_CONFIGS[1] if _ctas(rows, n, 64, 32) <= SMS // 2 else FEW_TILE_CONFIGS[0]
 
 
 def critical_work(rows: int, n: int, config: GemmConfig) -> int:
@@ -277,15 +283,15 @@ def _build(kernel, harness: str, arch: str):
 
 def candidates(args: list) -> list[GemmConfig]:
     """The configs worth timing for a problem: those of CONFIGS whose critical-path work is
-    within 1.3x of the least, the heuristic's pick, and FEW_TILE_CONFIGS where 64x128 tiles would
-    fill under half the SMs (the work measure ignores each CTA's K loop and a small tile's lower
+    within 1.3x of the least, the heuristic's pick, and FEW_TILE_CONFIGS and 64x128 where 64x128 tiles
+    would fill under half the SMs (the work measure ignores each CTA's K loop and a small tile's lower
     efficiency: by it alone only the smallest tile would be timed). At batch 1 the big tiles leave
     SMs idle and lost every problem timed on the H100 by 1.3-3x (2026-12-07); at large sizes all
     stay in. (Split-K through CUTLASS's stream-K scheduler lost all 14 few-tile BERT/ViT/ResNet
     problems it was tried on, by 1.3-2x: its partial tiles reduce one after another.)"""
     rows, n = args[0] * args[3], args[1]
     pick = heuristic(rows, n)
-    few = FEW_TILE_CONFIGS if _ctas(rows, n, 64, 128) < SMS // 2 else ()
+    few = (*FEW_TILE_CONFIGS, PINGPONG_64x128) if _ctas(rows, n, 64, 128) < SMS // 2 else ()
     configs = list(dict.fromkeys([*CONFIGS, *few, pick]))
     least = min(critical_work(rows, n, c) for c in configs)
     return [c for c in configs if c == pick or c in few or critical_work(rows, n, c) <= 1.3 * least]
