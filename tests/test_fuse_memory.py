@@ -65,6 +65,22 @@ def test_concatenate_copies_only_what_was_not_computed_in_place():
     assert "concatenate" in kernels
 
 
+def test_reshaped_result_written_into_its_concatenation_slot():
+    # ViT's embeddings: the patch projection [1, 3, 4, E] reshaped to [1, 12, E] after a class row
+    cls = rng.standard_normal((1, 1, 24)).astype(np.float32)
+    x = rng.standard_normal((1, 3, 4, E)).astype(np.float32)
+    fn = lambda a: ait.concatenate([cls, ait.reshape(a @ W1, (1, 12, 24))], axis=1) + 1.0  # noqa: E731
+    kernels, low = cpu(fn, x)
+    assert kernels == ["matmul", "concatenate", "add"]  # no reshape copy
+    assert low.source.count("ait::copy_strided") == 1  # the constant class row only
+    # a reshape no strides of the slot express (row pairs merged into half a row of the output):
+    # tanh writes its own buffer
+    y = rng.standard_normal((6, E)).astype(np.float32)
+    fn2 = lambda a: ait.concatenate([ait.reshape(ait.tanh(a), (3, 2 * E)), ait.reshape(a, (3, 2 * E))], axis=1)  # noqa: E731
+    kernels, _ = cpu(fn2, y)
+    assert kernels == ["tanh", "concatenate"]  # the reshapes are read views; the concatenation copies
+
+
 def test_permute_feeding_a_matmul_is_its_operand_layout():
     a = rng.standard_normal((2, 3, 6, 8)).astype(np.float32)
     b = rng.standard_normal((2, 3, 5, 8)).astype(np.float32)

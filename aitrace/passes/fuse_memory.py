@@ -167,9 +167,16 @@ def plan_views(graph: Graph, reads, writes, enabled: bool = True) -> MemoryViews
         if x in external or mv.views[x].root is not x or x not in producer:
             return False
         p, j = producer[x]
-        if p.prim.name in READ_VIEW_PRIMS or not writes(p, j, view):
-            return False
         if not all(e is consumer or reads(e, i, view) for e, i in readers.get(x, [])):
+            return False
+        if p.prim.name == "reshape" and isinstance(p.invars[0], Var):
+            # through a reshape (ViT's patch embeddings [1, 14, 14, 768] -> [1, 196, 768] before the
+            # class token's concatenation): its input is written into the slot seen in its shape
+            st = reshape_strides(x.aval.shape, view.strides, p.invars[0].aval.shape)
+            if st is None or not write_into(p.invars[0], View(view.root, view.offset, st), p):
+                return False
+            mv.free.add(id(p))
+        elif p.prim.name in READ_VIEW_PRIMS or not writes(p, j, view):
             return False
         mv.views[x] = view
         return True
