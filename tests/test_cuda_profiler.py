@@ -55,6 +55,8 @@ def test_candidates_pruned_by_critical_path_work():
     assert name([49, 512, 4608, 1, 4608, 512, 512, 0, 0, 0]) == few
     # BERT bs1's out-projection: 12 CTAs of 64x128 or 128x64, 24 of 64x64, 48 of 64x32
     assert name([128, 768, 768, 1, 768, 768, 768, 0, 0, 0]) == few
+    # ViT bs1's 197 x 3072: 96 CTAs of 64x128 (under one wave), 128 of 64x96
+    assert "pingpong_64x96x64_c1x1x1" in name([197, 3072, 768, 1, 768, 3072, 3072, 0, 0, 0])
     # the stem over its patches: 98 CTAs of 128x64 fill one wave, 64x128 would need two
     assert name([12544, 64, 168, 1, 168, 64, 64, 0, 0, 0]) == {"cooperative_128x64x64_c1x1x1"}
     # many waves: every config stays in (the wave quantization is small for all of them)

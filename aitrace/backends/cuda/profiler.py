@@ -35,6 +35,7 @@ from .gemm import CONFIGS, DEFAULT_CONFIG, FEW_TILE_CONFIGS, GemmConfig, gemm_ke
 SMS = 132                       # H100 SXM; only the heuristic's wave arithmetic uses it
 ROW_BUCKETS = (128, 512, 2048, 8192)
 PINGPONG_64x128 = GemmConfig((64, 128, 64), (1, 1, 1), "pingpong")
+PINGPONG_64x96 = GemmConfig((64, 96, 64), (1, 1, 1), "pingpong")   # ptxas: 168 registers, no spills
 
 
 def _ctas(rows: int, n: int, tm: int, tn: int) -> int:
@@ -291,7 +292,11 @@ def candidates(args: list) -> list[GemmConfig]:
     problems it was tried on, by 1.3-2x: its partial tiles reduce one after another.)"""
     rows, n = args[0] * args[3], args[1]
     pick = heuristic(rows, n)
-    few = (*FEW_TILE_CONFIGS, PINGPONG_64x128) if _ctas(rows, n, 64, 128) < SMS // 2 else ()
+    few = ()
+    if _ctas(rows, n, 64, 128) < SMS // 2:
+        few = (*FEW_TILE_CONFIGS, PINGPONG_64x128)
+    elif _ctas(rows, n, 64, 128) < SMS:  # half to one wave: 64x96 tiles (ViT's 197 x 3072: 128 CTAs)
+        few = (PINGPONG_64x96,)
     configs = list(dict.fromkeys([*CONFIGS, *few, pick]))
     least = min(critical_work(rows, n, c) for c in configs)
     return [c for c in configs if c == pick or c in few or critical_work(rows, n, c) <= 1.3 * least]
