@@ -284,18 +284,20 @@ def _build(kernel, harness: str, arch: str):
 
 def candidates(args: list) -> list[GemmConfig]:
     """The configs worth timing for a problem: those of CONFIGS whose critical-path work is
-    within 1.3x of the least, the heuristic's pick, and FEW_TILE_CONFIGS and 64x128 where 64x128 tiles
-    would fill under half the SMs (the work measure ignores each CTA's K loop and a small tile's lower
-    efficiency: by it alone only the smallest tile would be timed). At batch 1 the big tiles leave
+    within 1.3x of the least, the heuristic's pick, FEW_TILE_CONFIGS and 64x128 where 64x128 tiles
+    would fill under half the SMs, and 64x96 where they would fill half to one wave (the work
+    measure ignores each CTA's K loop and a small tile's lower efficiency: by it alone only the
+    smallest tile would be timed). At batch 1 the big tiles leave
     SMs idle and lost every problem timed on the H100 by 1.3-3x (2026-12-07); at large sizes all
     stay in. (Split-K through CUTLASS's stream-K scheduler lost all 14 few-tile BERT/ViT/ResNet
     problems it was tried on, by 1.3-2x: its partial tiles reduce one after another.)"""
     rows, n = args[0] * args[3], args[1]
     pick = heuristic(rows, n)
+    ctas = _ctas(rows, n, 64, 128)
     few = ()
-    if _ctas(rows, n, 64, 128) < SMS // 2:
+    if ctas < SMS // 2:
         few = (*FEW_TILE_CONFIGS, PINGPONG_64x128)
-    elif _ctas(rows, n, 64, 128) < SMS:  # half to one wave: 64x96 tiles (ViT's 197 x 3072: 128 CTAs)
+    elif ctas < SMS:  # half to one wave: 64x96 tiles (ViT's 197 x 3072: 128 CTAs)
         few = (PINGPONG_64x96,)
     configs = list(dict.fromkeys([*CONFIGS, *few, pick]))
     least = min(critical_work(rows, n, c) for c in configs)
