@@ -43,7 +43,7 @@ def model(x, img, xb, r, r2):
     run-time arguments); the bf16 one adds two residuals (CUTLASS's C, then an AuxLoad)."""
     y1 = ait.relu(ait.conv2d(x, W3, B3, padding=1))
     y2 = ait.relu(ait.conv2d(img, W7, B7, stride=2, padding=3))
-    y3 = ait.relu(ait.conv2d(y1, W1, B1))
+    y3 = ait.relu(ait.conv2d(y1, W1, B1, stride=2))  # (a 1x1 of stride 1 with few tiles is a GEMM)
     y4 = ait.relu(ait.conv2d(xb, W3S2, B3S2, stride=2, padding=1) + r + r2)
     return y2, y3, y4
 
@@ -59,11 +59,11 @@ def test_kernel_source_and_evt():
     e = _eqn(lambda x: ait.relu(ait.conv2d(x, W3, B3, padding=1)), S((2, 9, 9, 16), f16))
     k = cc.conv_kernel("k_conv", e)
     assert k.evt == "relu(add(acc, RowBroadcast(x0)))"
-    assert k.config == cc.CONFIGS[1]  # O = 64: the 128x64 tile
+    assert k.config == cc.ConvConfig((64, 32, 64))  # 162 pixels: the smallest tile
     d = k.definition
     for s in ("cutlass::conv::collective::CollectiveBuilder", "cutlass::conv::Operator::kFprop",
               "cutlass::conv::KernelImplicitTmaWarpSpecializedSm90", "cutlass::conv::kernel::ConvUniversal",
-              "using LayoutA = cutlass::layout::TensorNHWC;", "Shape<_128, _64, Shape<_64>>",
+              "using LayoutA = cutlass::layout::TensorNHWC;", "Shape<_64, _32, Shape<_64>>",
               "fusion::Sm90RowBroadcast<0, TileShape, cutlass::half_t", "static cudaError_t k_conv("):
         assert s in d, s
     assert k.params[:3] == ["const void* activation", "const void* filter", "const void* x0"]
@@ -72,14 +72,32 @@ def test_kernel_source_and_evt():
     w, b = conv_weights(rng, 128, 3, 3, 64, bf16)
     e = _eqn(lambda x, r, r2: ait.conv2d(x, w, b, stride=2, padding=1) + r + r2 * 0.5,
              S((2, 9, 9, 64), bf16), S((2, 5, 5, 128), bf16), S((2, 5, 5, 128), bf16))
-    k = cc.conv_kernel("k2", e)
+    k = cc.conv_kernel("k2", e, cc.CONFIGS[0])
     assert k.evt == "add(add(add(acc, RowBroadcast(x0)), SrcFetch(x1)), mul(AuxLoad(x2), 0.5))"
-    assert k.config == cc.CONFIGS[0]
+    assert k.config == cc.CONFIGS[0] and "Shape<_128, _128, Shape<_64>>" in k.definition
     assert "using EpiX2 = fusion::Sm90AuxLoad<0, EpilogueTile, cutlass::bfloat16_t," in k.definition
     assert "cute::make_stride(ld_x2, cute::Int<1>{}, int64_t(0))" in k.definition
     assert "StrideC dC = pixel_stride(ld_x1, Q, P);" in k.definition
     assert k.params[-7:-3] == ["int64_t ldd", "int64_t ld_x1", "int64_t ld_x2", "bool pdl"]
     assert cc.launch_dims(e) == [2, 9, 9, 64, 128, 3, 3, 5, 5, 1, 1, 1, 1, 2, 2, 1, 1, 128, 128, 128]
+
+
+def test_tiles_by_ctas():
+    """The largest tile whose CTAs fill half the SMs (66 of the H100's 132), else the smallest;
+    no 128-wide tile for O <= 64; symbolic sizes take the big tiles."""
+    pick = lambda pixels, o: cc.default_config(pixels, o).tile[:2]  # noqa: E731
+    assert pick(100352, 256) == (128, 128)      # ResNet-50 bs32 layer 1: 784 x 2 CTAs
+    assert pick(12544, 64) == (128, 64)         # O = 64: never 128 wide
+    assert pick(3136, 256) == (128, 64)         # 50 CTAs of 128x128, 100 of 128x64
+    assert pick(784, 512) == (64, 64)           # 28, 56, then 104
+    assert pick(3136, 64) == (64, 32)           # bs1 layer 1 3x3: 25, 49, then 98
+    assert pick(784, 128) == (64, 32)           # bs1 layer 2 3x3: 7 CTAs of 128x128, 52 of 64x32
+    assert pick(8, 8) == (64, 32)               # nothing fills the GPU: the smallest
+    assert pick(None, 256) == (128, 128) and pick(None, 64) == (128, 64) and pick(784, ait.Dim("o")) == (128, 128)
+    e = _eqn(lambda x: ait.relu(ait.conv2d(x, W1, B1)), S((1, 56, 56, 64), f16))
+    assert cc.conv_kernel("k", e).config.tile == (64, 32, 64)
+    e = _eqn(lambda x: ait.relu(ait.conv2d(x, W1, B1)), S((ait.Dim("n", max=64), 56, 56, 64), f16))
+    assert cc.conv_kernel("k", e).config.tile == (128, 64, 64)
 
 
 def test_unsupported_are_named():
@@ -173,18 +191,18 @@ def test_model_matches_reference(dtype):
     r = np.random.default_rng(1)
     w3, b3 = conv_weights(r, 64, 3, 3, 16, dtype)
     w3s2, b3s2 = conv_weights(r, 128, 3, 3, 64, dtype)
-    w1, b1 = conv_weights(r, 64, 1, 1, 64, dtype)
+    w1, b1 = conv_weights(r, 64, 1, 3, 64, dtype)
     w5, b5 = conv_weights(r, 32, 5, 5, 64, dtype)
 
     def fn(x, res, z):
         y1 = ait.relu(ait.conv2d(x, w3, b3, padding=1))
         return (ait.relu(ait.conv2d(y1, w3s2, b3s2, stride=2, padding=1) + res),
-                ait.concatenate([ait.relu(ait.conv2d(y1, w1, b1)), z], axis=-1),  # rows 72 apart
+                ait.concatenate([ait.relu(ait.conv2d(y1, w1, b1, padding=((0, 0), (1, 1)))), z], axis=-1),  # rows 72 apart
                 ait.conv2d(y1, w5, b5, padding=((1, 2), (0, 3)), dilation=2))     # asymmetric padding
     x = r.standard_normal((3, 15, 17, 16)).astype(dtype)
     res = (r.standard_normal((3, 8, 9, 128)) * 0.5).astype(dtype)
     z = r.standard_normal((3, 15, 17, 8)).astype(dtype)
-    assert ", 64, 1, 1, 15, 17, 0, 0, 0, 0, 1, 1, 1, 1, 72, " in ait.jit(fn, backend="cuda", arch="sm_90a").lower(
+    assert ", 64, 1, 3, 15, 17, 0, 0, 1, 1, 1, 1, 1, 1, 72, " in ait.jit(fn, backend="cuda", arch="sm_90a").lower(
         x, res, z).source
     _check(fn, x, res, z, dtype=dtype, convs=4)
 

@@ -1,5 +1,5 @@
-"""Convolutions with few output tiles and a long K loop become GEMMs on the cuda backend
-(backends/cuda/conv_gemm.py): the legalized graph computes what the convolution did (numpy
+"""1x1 convolutions, and others with few output tiles and a long K loop, become GEMMs on the cuda
+backend (backends/cuda/conv_gemm.py): the legalized graph computes what the convolution did (numpy
 reference, no GPU needed), the forms are the intended ones, the rest keeps its conv kernel, and on
 a GPU (`pytest -m cuda`) a batch-1 ResNet stage through them agrees with the reference."""
 import numpy as np
@@ -58,9 +58,9 @@ def test_legalized_graph_computes_the_convolution(dtype, n, h, w, kernel, extra_
 
 @needs_cutlass
 def test_the_forms_of_a_batch_1_resnet_stage():
-    """At 7x7 pixels: the 3x3 conv over 512 channels (K = 4608) takes its patches, the 1x1 one
-    over 2048 (K = 2048) reads the activations as they are, both GEMMs over folded [K, O] weights
-    with their epilogues; the 1x1 over 512 (K = 512: a short K loop) keeps its conv kernel."""
+    """At 7x7 pixels: the 3x3 conv over 512 channels (K = 4608) takes its patches, the 1x1 ones
+    (K = 2048 and 512) read the activations as they are, all GEMMs over folded [K, O] weights
+    with their epilogues."""
     rng = np.random.default_rng(1)
     w3, b3 = conv_weights(rng, 512, 3, 3, 512, f16)
     w1, b1 = conv_weights(rng, 512, 1, 1, 2048, f16)
@@ -78,7 +78,7 @@ def test_the_forms_of_a_batch_1_resnet_stage():
     assert patches.outvars[0].aval.shape == (1, 7, 7, 4608) and patches.params["padding"] == ((1, 1), (1, 1))
     assert g3.params["base"] == "matmul" and g3.invars[0] is patches.outvars[0]
     assert g3.invars[1].aval.shape == (4608, 512)
-    assert ge.params["base"] == "conv2d"
+    assert ge.params["base"] == "matmul" and ge.invars[0] is g3.outvars[0] and ge.invars[1].aval.shape == (512, 2048)
     np.testing.assert_array_equal(lg.consts[lg.constvars.index(g3.invars[1])],
                                   np.asarray(w3).reshape(512, -1).T)
     kinds = [k.split("_", 1)[1] for k in ait.jit(fn, backend="cuda", arch="sm_90a").lower(
@@ -90,16 +90,37 @@ def test_the_forms_of_a_batch_1_resnet_stage():
 
 
 @needs_cutlass
+@pytest.mark.parametrize("n, c, o", [(1, 64, 64), (1, 64, 256), (1, 256, 128), (1, 1024, 256), (8, 256, 1024)])
+def test_pointwise_is_a_gemm(n, c, o):
+    """A 1x1 conv reads its input as the GEMM's A, whatever its K and its number of tiles: no
+    copy, and the GEMM's kernels (ping-pong 64x32 at batch 1, persistent cooperative ones at
+    large batches) instead of the conv kernel."""
+    rng = np.random.default_rng(2)
+    wt, b = conv_weights(rng, o, 1, 1, c, f16)
+    x = rng.standard_normal((n, 14, 14, c)).astype(f16)
+    res = rng.standard_normal((n, 14, 14, o)).astype(f16)
+    fn = conv(wt, b, 1, 0, "residual")
+    g, lg = lowered(fn, x, res)
+    assert prims(lg) == ["fused_gemm"] and lg.eqns[0].params["base"] == "matmul", prims(lg)
+    assert lg.eqns[0].invars[0] is lg.invars[0]
+    (got,) = eval_graph(lg, [x, res])
+    assert_close(got, ait.jit(fn, backend="reference", passes=())(x, res), f16)
+
+
+@needs_cutlass
 def test_left_alone():
-    """Many output tiles (batch 64), short K loops, fp32, groups and a dynamic batch keep the conv."""
+    """Non-pointwise convs with many output tiles (batch 64) or short K loops, strided 1x1s, fp32,
+    groups and a dynamic batch keep the conv."""
     w3 = np.ones((512, 3, 3, 512), np.float16)
     cases = [(S((64, 7, 7, 512), f16), w3, 1),                                    # 100 tiles of 128x128
              (S((1, 7, 7, 64), f16), np.ones((64, 3, 3, 64), np.float16), 1),     # K = 576
+             (S((1, 14, 14, 256), f16), np.ones((512, 1, 1, 256), np.float16), 2),    # 1x1 stride 2
              (S((1, 7, 7, 512), ait.float32), w3.astype(np.float32), 1),
              (S((1, 7, 7, 1024), f16), np.ones((512, 3, 3, 512), np.float16), 2),
              (S((ait.Dim("n", max=8), 7, 7, 512), f16), w3, 1)]
-    for x, wt, groups in cases:
-        g, lg = lowered(lambda x: ait.conv2d(x, wt, padding=1, groups=groups), x)
+    for x, wt, arg in cases:
+        kw = dict(stride=arg) if wt.shape[1] == 1 else dict(padding=1, groups=arg)
+        g, lg = lowered(lambda x: ait.conv2d(x, wt, **kw), x)
         assert lg is g, x
 
 

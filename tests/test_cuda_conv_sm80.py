@@ -33,14 +33,14 @@ def _eqn(fn, *args):
 
 rng = np.random.default_rng(0)
 W3, B3 = conv_weights(rng, 64, 3, 3, 16, f16)           # 3x3, pad 1
-W1 = conv_weights(rng, 64, 1, 1, 64, f16)[0]            # 1x1
+W13 = conv_weights(rng, 64, 1, 3, 64, f16)[0]           # 1x3 (a 1x1 would be a GEMM: conv_gemm.py)
 W3S2, B3S2 = conv_weights(rng, 128, 3, 3, 64, bf16)     # 3x3, stride 2
 
 
 def model(x, r, xb):
     """Three convs, three distinct CUTLASS kernels: bias+relu, a residual (an AuxLoad), bf16 stride 2."""
     y1 = ait.relu(ait.conv2d(x, W3, B3, padding=1))
-    y2 = ait.conv2d(y1, W1) + r
+    y2 = ait.conv2d(y1, W13, padding=((0, 0), (1, 1))) + r
     y3 = ait.conv2d(xb, W3S2, B3S2, stride=2, padding=1)
     return y2, y3
 

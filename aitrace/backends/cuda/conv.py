@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from ...core import dtypes
 from .gemm import (CUTLASS_TYPES, IN_DTYPES, OUT_DTYPES, _EVT, _env, _identity_epilogue, content_name,
                    epilogue_operands, epilogue_unsupported_reason)
+from .profiler import SMS
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,25 @@ class ConvConfig:
         return self.name
 
 
-CONFIGS = (ConvConfig((128, 128, 64)), ConvConfig((128, 64, 64)))
+CONFIGS = (ConvConfig((128, 128, 64)), ConvConfig((128, 64, 64)), ConvConfig((64, 64, 64)),
+           ConvConfig((64, 32, 64)))
 
 
-def default_config(out_channels) -> ConvConfig:
-    """128x128 tiles; 128x64 where O <= 64 (half of a 128-wide tile would be padding)."""
-    return CONFIGS[1] if isinstance(out_channels, int) and out_channels <= 64 else CONFIGS[0]
+def _ctas(pixels: int, o: int, config: ConvConfig) -> int:
+    return -(-pixels // config.tile[0]) * -(-o // config.tile[1])
+
+
+def default_config(pixels, out_channels) -> ConvConfig:
+    """The largest tile of CONFIGS whose CTAs fill at least half the SMs, else the smallest:
+    the kernel is not persistent and has no split-K, so at batch 1 (784 pixels x 128 channels: 7
+    CTAs of 128x128) small tiles are the only way to spread the K loop over the GPU. 128x128 is
+    skipped where O <= 64 (half of it would be padding); symbolic sizes take the big tiles."""
+    if not isinstance(out_channels, int):
+        return CONFIGS[0]
+    big = CONFIGS[1:] if out_channels <= 64 else CONFIGS
+    if not isinstance(pixels, int):
+        return big[0]
+    return next((c for c in big if _ctas(pixels, out_channels, c) >= SMS // 2), CONFIGS[-1])
 
 
 @dataclass
@@ -130,7 +144,9 @@ def conv_kernel(name: str, eqn, config: ConvConfig | None = None) -> ConvKernel:
         raise NotImplementedError(f"cuda conv: {why}")
     x, w = eqn.invars[:2]
     (out,) = eqn.outvars
-    config = config or default_config(w.aval.shape[0])
+    n, p, q = out.aval.shape[:3]
+    pixels = n * p * q if all(isinstance(d, int) for d in (n, p, q)) else None
+    config = config or default_config(pixels, w.aval.shape[0])
     if config.tile[0] not in (64, 128) or config.tile[1] % 16 or not 16 <= config.tile[1] <= 256:
         raise ValueError(f"bad tile in {config} (M 64 or 128, N a multiple of 16 up to 256)")
     tx, td = x.aval.dtype, out.aval.dtype

@@ -1,13 +1,16 @@
-"""Convolutions with few output tiles, run as GEMMs. CUTLASS's sm90 convolution is not persistent
-and has neither split-K nor stream-K: where the implicit GEMM has few output tiles (batch 1 at
-the 14x14 and 7x7 stages of a ResNet: M = 196 or 49 pixels) each CTA walks a long K loop while
-most SMs idle (~28 us for a 7x7x512 3x3 conv on an H100, 2026-12-06). As a GEMM the profiler's
-stream-K candidates spread that K loop over the SMs. Where the K loop is short, the conv kernel
-stays (a GEMM would gain little):
+"""Convolutions run as GEMMs.
 
-  - 1x1, stride 1, no padding: the NHWC input already is the GEMM's A, [N*H*W, C]; no copy;
-  - otherwise: the patches (`conv2d_patches`, im2col: M x K values,
-    a few hundred KB at these sizes) and a GEMM over them, the weight as [KH*KW*C, O].
+  - 1x1, stride 1, no padding, at any size: the NHWC input already is the GEMM's A, [N*H*W, C],
+    so this costs no copy, and the GEMM has what CUTLASS's sm90 convolution lacks: a persistent
+    cooperative kernel with two consumer warp groups and clusters for large problems, ping-pong
+    tiles of 64x32 and 64x64 for small ones, and the profiler choosing among them;
+  - other convolutions with few output tiles and a long K loop (batch 1 at the 14x14 and 7x7
+    stages of a ResNet: M = 196 or 49 pixels, K = 2304 or 4608): the conv kernel, not
+    persistent, would walk that K loop in a handful of CTAs while most SMs idle (~28 us for a
+    7x7x512 3x3 conv on an H100, 2026-12-06). Their patches (`conv2d_patches`, im2col: M x K
+    values, a few hundred KB at these sizes) and a GEMM over them, the weight as [KH*KW*C, O],
+    get the GEMM's small tiles. With a short K loop the round trip through memory would cost more
+    than it gains: the conv kernel stays, with small tiles of its own (conv.default_config).
 The epilogue of a fused_gemm goes along unchanged: the output keeps its shape."""
 from __future__ import annotations
 
@@ -40,10 +43,11 @@ def as_gemm(e) -> str | None:
         return None
     n, ph, pw, o = y.aval.shape
     _, kh, kw, c = w.aval.shape
-    if c % _ALIGN or o % _ALIGN or output_tiles(n * ph * pw, o) >= SMS // 2 or kh * kw * c < _LONG_K:
+    if c % _ALIGN or o % _ALIGN:
         return None
-    pointwise = (kh, kw) == (1, 1) and tuple(p["stride"]) == (1, 1) and not any(v for pr in p["padding"] for v in pr)
-    return "direct" if pointwise else "patches"
+    if (kh, kw) == (1, 1) and tuple(p["stride"]) == (1, 1) and not any(v for pr in p["padding"] for v in pr):
+        return "direct"
+    return "patches" if output_tiles(n * ph * pw, o) < SMS // 2 and kh * kw * c >= _LONG_K else None
 
 
 @legalizer("cuda", "conv2d", "fused_gemm")
