@@ -10,7 +10,7 @@
 #   profile   gpu_models.py with AITRACE_PROFILE=1 (split-K candidates for few-tile GEMMs) for BERT bs1, then
 #             every candidate's time from the profile database
 #   stems     the few-channel conv tests, then ResNet-50 and ViT-B/16 at batch 1 with kernel times
-#   resnet    the conv-as-GEMM, few-channel and op GPU tests, then ResNet-50 bs1 with the profiler on
+#   resnet    the conv-as-GEMM, conv (small tiles), few-channel and op GPU tests, then ResNet-50 bs1 with the profiler on
 #             (kernel times, every candidate's time)
 #   bert-vit  BERT-base and ViT-B/16 bs1 with the profiler on (kernel times, candidates' times)
 #   large     the three models at their large batch (ResNet/ViT 128, BERT 64), heuristic configs,
@@ -79,7 +79,7 @@ case "$step" in
       --kernel-times 10 --json "$out/gpu_models_stems.json" 2>&1 | tee "$out/stems.log") ;;
   resnet)
     AITRACE_PROFILE=0 timeout -s INT 200 python -m pytest -q -m cuda -n 16 -rfE tests/test_cuda_conv_gemm.py \
-      tests/test_cuda_few_channels.py tests/test_cuda_ops.py 2>&1 | tail -15 | tee "$out/resnet-tests.log"
+      tests/test_cuda_conv.py tests/test_cuda_few_channels.py tests/test_cuda_ops.py 2>&1 | tail -15 | tee "$out/resnet-tests.log"
     (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT 330 python gpu_models.py --models resnet --batches 1 --repeat 50 \
       --kernel-times 12 --json "$out/gpu_models_resnet.json" 2>&1 | tee "$out/resnet.log")
     dump_db resnet-db ;;
