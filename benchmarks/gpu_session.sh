@@ -20,7 +20,8 @@
 #             the warm compile); the profile database is copied to $OUT
 #   trace M   models M bs1 with the profiler on (from an empty cache: the cold first call, every
 #             candidate timed), a CUPTI trace of aitrace's and torch.compile's replays
-#   resnet128 ResNet-50 at batch 128 with the profiler on (every config is a candidate there)
+#   resnet128 ResNet-50 at batch 128 with the profiler on (every config is a candidate there; its 1x1
+#             convs are GEMMs now, more problems to profile: R128_LIMIT seconds, 540 by default)
 #   gemms     gpu_gemm.py --quick with the profiler on (graph-timed candidates): the bs1 model GEMMs
 #             and ResNet's slow bs1 convs as GEMMs over their patches, against cuBLAS
 set -uo pipefail
@@ -101,7 +102,7 @@ case "$step" in
       --batches 1 --repeat 50 --trace 25 --json "$out/trace-$tag.json" 2>&1 | tee "$out/trace-$tag.log")
     dump_db "trace-$tag-db" ;;
   resnet128)
-    (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT 480 python gpu_models.py --models resnet --batches large --repeat 20 \
+    (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT "${R128_LIMIT:-540}" python gpu_models.py --models resnet --batches large --repeat 20 \
       --kernel-times 8 --json "$out/resnet128.json" 2>&1 | tee "$out/resnet128.log")
     dump_db resnet128-db ;;
   large)
