@@ -22,6 +22,7 @@
 #             candidate timed), a CUPTI trace of aitrace's and torch.compile's replays
 #   resnet128 ResNet-50 at batch 128 with the profiler on (every config is a candidate there; its 1x1
 #             convs are GEMMs now, more problems to profile: R128_LIMIT seconds, 540 by default)
+#   convs     gpu_convs.py: every sm90 conv tile on ResNet-50 bs1's conv-kernel convs against cuDNN
 #   gemms     gpu_gemm.py --quick with the profiler on (graph-timed candidates): the bs1 model GEMMs
 #             and ResNet's slow bs1 convs as GEMMs over their patches, against cuBLAS
 set -uo pipefail
@@ -29,7 +30,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/ait-gpu-out}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-step=${1:?usage: gpu_session.sh tests-a|tests-b|rerun|models|profile|stems|resnet|bert-vit|pdl M|trace M|resnet128|large|gemms}
+step=${1:?usage: gpu_session.sh tests-a|tests-b|rerun|models|profile|stems|resnet|bert-vit|pdl M|trace M|resnet128|large|convs|gemms}
 # compute-sanitizer over fixed-size tests (no hypothesis: its examples would multiply the run):
 # flash attention at odd sizes, graph replay with new tensors, long-row fused norms, grouped GEMMs
 sanitize() {
@@ -108,6 +109,8 @@ case "$step" in
   large)
     (cd benchmarks && AITRACE_PROFILE=0 timeout -s INT 540 python gpu_models.py --batches large --repeat 20 \
       --kernel-times 8 --json "$out/gpu_models_large.json" 2>&1 | tee "$out/large.log") ;;
+  convs)
+    (cd benchmarks && timeout -s INT 400 python gpu_convs.py --json "$out/gpu_convs.json" 2>&1 | tee "$out/convs.log") ;;
   gemms)
     (cd benchmarks && AITRACE_PROFILE=1 timeout -s INT 420 python gpu_gemm.py --quick --json "$out/gpu_gemm.json" 2>&1 | tee "$out/gemm.log")
     dump_db gemm-db ;;
