@@ -40,7 +40,8 @@ W3S2, B3S2 = conv_weights(rng, 128, 3, 3, 64, bf16)     # 3x3, stride 2
 
 def model(x, img, xb, r, r2):
     """Four convs, two distinct CUTLASS kernels: the f16 ones with bias+relu share one (sizes are
-    run-time arguments); the bf16 one adds two residuals (CUTLASS's C, then an AuxLoad)."""
+    run-time arguments; all three take 64x32 tiles); the bf16 one adds two residuals (CUTLASS's
+    C, then an AuxLoad), over 92x92 pixels: 67 CTAs of 128x128, so the big tile is built too."""
     y1 = ait.relu(ait.conv2d(x, W3, B3, padding=1))
     y2 = ait.relu(ait.conv2d(img, W7, B7, stride=2, padding=3))
     y3 = ait.relu(ait.conv2d(y1, W1, B1, stride=2))  # (a 1x1 of stride 1 with few tiles is a GEMM)
@@ -48,8 +49,8 @@ def model(x, img, xb, r, r2):
     return y2, y3, y4
 
 
-MODEL_ARGS = (S((2, 15, 17, 16), f16), S((1, 21, 21, 8), f16), S((2, 15, 17, 64), bf16),
-              S((2, 8, 9, 128), bf16), S((2, 8, 9, 128), bf16))
+MODEL_ARGS = (S((2, 15, 17, 16), f16), S((1, 21, 21, 8), f16), S((1, 183, 183, 64), bf16),
+              S((1, 92, 92, 128), bf16), S((1, 92, 92, 128), bf16))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,6 +173,7 @@ def test_model_compiles_for_sm90a_without_wgmma_serialization(tmp_path):
     convs = re.findall(r"Compiling entry function '(\w*ConvUniversal\w*)' for 'sm_90a'", out)
     assert len(convs) == 2, out[-3000:]
     assert all("KernelImplicitTmaWarpSpecializedSm90" in c and "SM90_TMA_LOAD_IM2COL" in c for c in convs)
+    assert re.findall(r"config (conv_\w+);", low.source) == ["conv_64x32x64_c1x1x1", "conv_128x128x64_c1x1x1"]
     ptx = "".join(f.read_text() for f in tmp_path.glob("*.ptx"))
     assert ptx.count("wgmma.mma_async") >= 2 and "cp.async.bulk.tensor.4d.shared::cluster.global.im2col" in ptx
 
