@@ -18,7 +18,7 @@ from unittest import mock
 
 import numpy as np
 
-from timing import cuda_ms, graphed
+from timing import graph_ms
 
 CONVS = {  # name: (H, W, C, O, kernel, stride) at batch 1, padding kernel // 2
     "l1 3x3": (56, 56, 64, 64, 3, 1),
@@ -75,8 +75,8 @@ def main():
         y = f(x)
         ref = theirs().permute(0, 2, 3, 1)
         err = float(((y.float() - ref.float()).abs().max() / ref.float().abs().max()).item())
-        ours = cuda_ms(graphed(lambda: f(x), a.calls), a.repeat) / a.calls
-        torch_ms = cuda_ms(graphed(theirs, a.calls), a.repeat) / a.calls
+        ours = graph_ms(lambda: f(x), a.calls, a.repeat)
+        torch_ms = graph_ms(theirs, a.calls, a.repeat)
         r = dict(conv=name, config=cname, aitrace_us=ours * 1e3, torch_us=torch_ms * 1e3,
                  ratio=torch_ms / ours, max_rel_err=err)
         rows.append(r)

@@ -16,7 +16,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from timing import cuda_ms, graphed
+from timing import graph_ms
 
 SQUARES = [(8192, 8192, 8192), (4096, 4096, 4096)]
 MODEL_GEMMS = {  # name: (M, N, K) of y[M, N] = x[M, K] @ w[K, N]
@@ -33,11 +33,6 @@ MODEL_GEMMS = {  # name: (M, N, K) of y[M, N] = x[M, K] @ w[K, N]
     "resnet l4 3x3 as gemm bs1": (49, 512, 4608), "resnet l4 1x1 up bs1": (49, 2048, 512),
     "resnet l4 1x1 down bs1": (49, 512, 2048),
 }
-
-
-def graph_ms(fn, calls: int, repeat: int) -> float:
-    """Median time of one call of fn, from CUDA-graph replays of `calls` calls."""
-    return cuda_ms(graphed(fn, calls), repeat) / calls
 
 
 def main():

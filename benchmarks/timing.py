@@ -52,6 +52,11 @@ def graphed(fn, calls: int = 1):
     return g.replay
 
 
+def graph_ms(fn, calls: int, repeat: int) -> float:
+    """Median time of one call of fn, from CUDA-graph replays of `calls` calls."""
+    return cuda_ms(graphed(fn, calls), repeat) / calls
+
+
 def gemm_flops(graph) -> float:
     """2*M*N*K summed over a graph's matmul / fused_gemm[base=matmul] eqns (static shapes)."""
     total = 0.0

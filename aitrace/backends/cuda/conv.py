@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from ...core import dtypes
 from .gemm import (CUTLASS_TYPES, IN_DTYPES, OUT_DTYPES, _EVT, _env, _identity_epilogue, content_name,
                    epilogue_operands, epilogue_unsupported_reason)
-from .profiler import SMS
+from .profiler import SMS, ctas
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,6 @@ CONFIGS = (ConvConfig((128, 128, 64)), ConvConfig((128, 64, 64)), ConvConfig((64
            ConvConfig((64, 32, 64)))
 
 
-def _ctas(pixels: int, o: int, config: ConvConfig) -> int:
-    return -(-pixels // config.tile[0]) * -(-o // config.tile[1])
-
-
 def default_config(pixels, out_channels) -> ConvConfig:
     """The largest tile of CONFIGS whose CTAs fill at least half the SMs, else the smallest:
     the kernel is not persistent and has no split-K, so at batch 1 (784 pixels x 128 channels: 7
@@ -65,7 +61,7 @@ def default_config(pixels, out_channels) -> ConvConfig:
     big = CONFIGS[1:] if out_channels <= 64 else CONFIGS
     if not isinstance(pixels, int):
         return big[0]
-    return next((c for c in big if _ctas(pixels, out_channels, c) >= SMS // 2), CONFIGS[-1])
+    return next((c for c in big if ctas(pixels, out_channels, *c.tile[:2]) >= SMS // 2), CONFIGS[-1])
 
 
 @dataclass

@@ -19,15 +19,10 @@ from ...core import dtypes
 from ..lowering import legalizer
 from .conv import conv_params
 from .few_channels import rebind
-from .profiler import SMS
+from .profiler import SMS, ctas
 
 _ALIGN = 8       # 16-byte rows of fp16/bf16 (TMA)
 _LONG_K = 2048   # 32 steps of 64: a K loop worth the patches' round trip through memory
-
-
-def output_tiles(m: int, o: int) -> int:
-    """CTAs of the conv kernel's 128x128 tiles."""
-    return -(-m // 128) * -(-o // 128)
 
 
 def as_gemm(e) -> str | None:
@@ -47,7 +42,8 @@ def as_gemm(e) -> str | None:
         return None
     if (kh, kw) == (1, 1) and tuple(p["stride"]) == (1, 1) and not any(v for pr in p["padding"] for v in pr):
         return "direct"
-    return "patches" if output_tiles(n * ph * pw, o) < SMS // 2 and kh * kw * c >= _LONG_K else None
+    few_tiles = ctas(n * ph * pw, o, 128, 128) < SMS // 2  # counted in the conv kernel's biggest tile
+    return "patches" if few_tiles and kh * kw * c >= _LONG_K else None
 
 
 @legalizer("cuda", "conv2d", "fused_gemm")

@@ -38,7 +38,8 @@ PINGPONG_64x128 = GemmConfig((64, 128, 64), (1, 1, 1), "pingpong")
 PINGPONG_64x96 = GemmConfig((64, 96, 64), (1, 1, 1), "pingpong")   # ptxas: 168 registers, no spills
 
 
-def _ctas(rows: int, n: int, tm: int, tn: int) -> int:
+def ctas(rows: int, n: int, tm: int, tn: int) -> int:
+    """CTAs of tm x tn output tiles over rows x n outputs (also the conv kernel's tile rule)."""
     return -(-rows // tm) * -(-n // tn)
 
 
@@ -50,21 +51,21 @@ def heuristic(rows: int, n: int) -> GemmConfig:
     few-tile BERT/ViT bs1 problems timed on the H100 (2026-12-07; 64x128 lost them by 1.2-1.5x).
     (Stream-K 128x64 lost to ping-pong 64x128 on every batch-1 ResNet GEMM the profiler timed on
     the H100, so the heuristic never picks it.)"""
-    if n <= 64 and _ctas(rows, n, 128, 64) >= SMS // 2:  # wider tiles would be half padding
+    if n <= 64 and ctas(rows, n, 128, 64) >= SMS // 2:  # wider tiles would be half padding
         return GemmConfig((128, 64, 64), (1, 1, 1), "cooperative")
-    if _ctas(rows, n, 128, 256) >= SMS:
+    if ctas(rows, n, 128, 256) >= SMS:
         return DEFAULT_CONFIG
-    if _ctas(rows, n, 128, 128) >= SMS // 2:
+    if ctas(rows, n, 128, 128) >= SMS // 2:
         return GemmConfig((128, 128, 64), (1, 1, 1), "cooperative")
-    if _ctas(rows, n, 64, 128) >= SMS // 2:
+    if ctas(rows, n, 64, 128) >= SMS // 2:
         return PINGPONG_64x128
-    return FEW_TILE_CONFIGS[1] if _ctas(rows, n, 64, 32) <= SMS // 2 else FEW_TILE_CONFIGS[0]
+    return FEW_TILE_CONFIGS[1] if ctas(rows, n, 64, 32) <= SMS // 2 else FEW_TILE_CONFIGS[0]
 
 
 def critical_work(rows: int, n: int, config: GemmConfig) -> int:
     """Output elements one SM computes on the critical path: its waves of CTAs times a tile."""
     tm, tn = config.tile[:2]
-    return -(-_ctas(rows, n, tm, tn) // SMS) * tm * tn
+    return -(-ctas(rows, n, tm, tn) // SMS) * tm * tn
 
 
 def enabled() -> bool:
@@ -293,11 +294,11 @@ def candidates(args: list) -> list[GemmConfig]:
     problems it was tried on, by 1.3-2x: its partial tiles reduce one after another.)"""
     rows, n = args[0] * args[3], args[1]
     pick = heuristic(rows, n)
-    ctas = _ctas(rows, n, 64, 128)
+    tiles = ctas(rows, n, 64, 128)
     few = ()
-    if ctas < SMS // 2:
+    if tiles < SMS // 2:
         few = (*FEW_TILE_CONFIGS, PINGPONG_64x128)
-    elif ctas < SMS:  # half to one wave: 64x96 tiles (ViT's 197 x 3072: 128 CTAs)
+    elif tiles < SMS:  # half to one wave: 64x96 tiles (ViT's 197 x 3072: 128 CTAs)
         few = (PINGPONG_64x96,)
     configs = list(dict.fromkeys([*CONFIGS, *few, pick]))
     least = min(critical_work(rows, n, c) for c in configs)
